@@ -1,0 +1,242 @@
+"""The exercise loop's checker: run a student's function against the reference and explain the difference.
+
+An ``Exercise`` holds a reference implementation, the cases to try, and the typical mistakes a
+student makes, each a deliberately wrong implementation with the hint that fixes it. ``check``
+runs the student's function on every case and prints one line: ✅, or ❌ with what went wrong
+(a stub, an exception, a wrong type, shape or dtype, NaN, a mutated input, a run past the time
+limit, wrong values) and a hint. When wrong values equal what a registered mistake produces,
+the hint is that mistake's. ``check`` never raises: a notebook always runs on to its end.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+
+@dataclass
+class Case:
+    """One call of the exercise function: positional and keyword arguments, and a label for messages."""
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
+    label: str = ""
+
+
+@dataclass
+class Mistake:
+    """A typical wrong answer, written as code, and the hint that points a student away from it."""
+    name: str
+    fn: Callable
+    hint: str
+
+
+@dataclass
+class Exercise:
+    id: str
+    title: str
+    reference: Callable
+    cases: Callable[[], list]           # builds fresh Case objects (seeded) on every call
+    mistakes: list
+    hint: str                           # shown when wrong values match no registered mistake
+    rtol: float = 1e-5
+    atol: float = 1e-6
+    time_limit: float = 10.0            # seconds for the whole set of cases
+    check_dtype: bool = True
+    broadcast_ok: bool = False          # accept outputs that broadcast to the expected shape
+
+
+EXERCISES: dict[str, Exercise] = {}
+
+
+def register(exercise: Exercise) -> Exercise:
+    if exercise.id in EXERCISES:
+        raise ValueError(f"exercise id {exercise.id!r} is registered twice")
+    if len(exercise.mistakes) < 2:
+        raise ValueError(f"exercise {exercise.id!r} needs at least two typical mistakes")
+    EXERCISES[exercise.id] = exercise
+    return exercise
+
+
+class _TimeLimit(BaseException):
+    """Raised inside the student's code by the alarm; a BaseException so `except Exception` won't swallow it."""
+
+
+_NO_RESULT = object()
+
+
+class _Failure(Exception):
+    """One failed case: the message to print, whether a hint helps, and the wrong result if there is one."""
+
+    def __init__(self, message: str, hint: bool = False, result: Any = _NO_RESULT):
+        super().__init__(message)
+        self.hint = hint
+        self.result = result
+
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return f"{type(value).__name__} {value!r:.60}"
+
+
+def _leaves(value) -> list:
+    return list(value) if isinstance(value, (tuple, list)) else [value]
+
+
+def _compare(result, expected, exercise: Exercise) -> str | None:
+    """None when ``result`` matches ``expected``; otherwise what differs, in words."""
+    if isinstance(expected, (tuple, list)):
+        if not isinstance(result, (tuple, list)) or len(result) != len(expected):
+            return f"expected a tuple of {len(expected)} items, got {_describe(result)}"
+    for index, (got, want) in enumerate(zip(_leaves(result), _leaves(expected))):
+        where = f"output {index + 1}: " if isinstance(expected, (tuple, list)) else ""
+        problem = _compare_leaf(got, want, exercise)
+        if problem:
+            return where + problem
+    return None
+
+
+def _compare_leaf(got, want, exercise: Exercise) -> str | None:
+    if not isinstance(want, torch.Tensor):
+        if isinstance(want, float) and isinstance(got, (int, float)) and not isinstance(got, bool):
+            ok = abs(got - want) <= exercise.atol + exercise.rtol * abs(want)
+            return None if ok else f"expected {want:.6g}, got {got:.6g}"
+        return None if got == want else f"expected {want!r}, got {got!r}"
+    if not isinstance(got, torch.Tensor):
+        return f"expected a torch.Tensor, got {_describe(got)}"
+    if got.shape != want.shape:
+        try:
+            shape_ok = exercise.broadcast_ok and torch.broadcast_shapes(got.shape, want.shape) == want.shape
+        except RuntimeError:
+            shape_ok = False
+        if not shape_ok:
+            return f"expected shape {tuple(want.shape)}, got {tuple(got.shape)}"
+        got = got.expand(want.shape)
+    if exercise.check_dtype and got.dtype != want.dtype:
+        return f"expected dtype {want.dtype}, got {got.dtype}"
+    if got.is_floating_point() and not torch.isfinite(got).all() and torch.isfinite(want).all():
+        return "the result contains NaN or infinity"
+    got_cmp = got.detach().cpu().to(want.dtype)
+    want_cmp = want.detach().cpu()
+    if not torch.allclose(got_cmp, want_cmp, rtol=exercise.rtol, atol=exercise.atol, equal_nan=True):
+        if want_cmp.is_floating_point():
+            error = (got_cmp - want_cmp).abs().max().item()
+            return f"values differ from the reference (largest difference {error:.3g})"
+        return "values differ from the reference"
+    return None
+
+
+def _same_inputs(before, after) -> bool:
+    if isinstance(before, torch.Tensor):
+        return isinstance(after, torch.Tensor) and before.shape == after.shape and torch.equal(before, after)
+    if isinstance(before, (tuple, list)):
+        return len(before) == len(after) and all(_same_inputs(a, b) for a, b in zip(before, after))
+    return True
+
+
+def _call_with_limit(fn: Callable, case: Case, seconds: float):
+    """Call fn(*args, **kwargs); interrupt it after ``seconds`` where the OS allows (SIGALRM in the main thread)."""
+    can_alarm = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not can_alarm:
+        start = time.perf_counter()
+        result = fn(*case.args, **case.kwargs)
+        if time.perf_counter() - start > seconds:
+            raise _TimeLimit
+        return result
+
+    def on_alarm(signum, frame):
+        raise _TimeLimit
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
+    try:
+        return fn(*case.args, **case.kwargs)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _run_case(fn: Callable, case: Case, exercise: Exercise, deadline: float):
+    """Run one case; return the result or raise _Failure with the message for the student."""
+    expected = exercise.reference(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
+    student_case = Case(copy.deepcopy(case.args), copy.deepcopy(case.kwargs), case.label)
+    untouched = copy.deepcopy(student_case)
+    try:
+        result = _call_with_limit(fn, student_case, deadline - time.perf_counter())
+    except NotImplementedError:
+        raise _Failure("not implemented yet: replace the `raise NotImplementedError(...)` line "
+                       "with your code, then run this cell again.")
+    except _TimeLimit:
+        raise _Failure(f"your function took longer than the {exercise.time_limit:g} s limit. Look for a "
+                       f"Python loop over elements and use whole-tensor operations instead.")
+    except Exception as error:  # the student's code may raise anything; report it, never re-raise
+        raise _Failure(f"your function raised {type(error).__name__}: {error}", hint=True)
+    for name, before, after in _named_inputs(exercise, untouched, student_case):
+        if not _same_inputs(before, after):
+            raise _Failure(f"your function changed its input `{name}` in place. Use out-of-place operations "
+                           f"(x = x * 2 rather than x *= 2, torch.clamp rather than clamp_).")
+    problem = _compare(result, expected, exercise)
+    if problem:
+        raise _Failure(problem, hint=True, result=result)
+    return result
+
+
+def _named_inputs(exercise: Exercise, before: Case, after: Case):
+    try:
+        names = list(inspect.signature(exercise.reference).parameters)
+    except (TypeError, ValueError):
+        names = []
+    for index, (a, b) in enumerate(zip(before.args, after.args)):
+        yield (names[index] if index < len(names) else f"argument {index + 1}"), a, b
+    for key in before.kwargs:
+        yield key, before.kwargs[key], after.kwargs[key]
+
+
+def _matching_mistake(result, case: Case, exercise: Exercise) -> Mistake | None:
+    """The registered mistake whose output equals the student's on this case, if any."""
+    for mistake in exercise.mistakes:
+        try:
+            wrong = mistake.fn(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
+        except Exception:  # a mistake may be undefined on some inputs; it simply does not match there
+            continue
+        if _compare(result, wrong, exercise) is None:
+            return mistake
+    return None
+
+
+def check(exercise_id: str, fn: Callable) -> bool:
+    """Run ``fn`` on every case of the exercise; print ✅ or ❌ with a hint; return whether it passed."""
+    exercise = EXERCISES.get(exercise_id)
+    if exercise is None:
+        print(f"❌ Unknown exercise id {exercise_id!r}. Known ids: {', '.join(sorted(EXERCISES))}")
+        return False
+    name = f"Exercise {exercise.id} ({exercise.title})"
+    if not callable(fn):
+        print(f"❌ {name}: expected a function, got {_describe(fn)}.")
+        return False
+    cases = exercise.cases()
+    deadline = time.perf_counter() + exercise.time_limit
+    for case in cases:
+        try:
+            _run_case(fn, case, exercise, deadline)
+        except _Failure as failure:
+            where = f" [case: {case.label}]" if case.label else ""
+            message = f"❌ {name}: {failure}{where}"
+            if failure.hint:
+                mistake = None if failure.result is _NO_RESULT else _matching_mistake(failure.result, case, exercise)
+                message += f"\n   Hint: {mistake.hint if mistake else exercise.hint}"
+            print(message)
+            return False
+        except Exception as error:  # a broken reference or case builder must not stop the notebook either
+            print(f"❌ {name}: the checker itself failed ({type(error).__name__}: {error}); please report this.")
+            return False
+    print(f"✅ {name}: correct on all {len(cases)} cases.")
+    return True

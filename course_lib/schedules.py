@@ -1,0 +1,136 @@
+"""Noise schedules: the betas of the forward process and every quantity derived from them.
+
+Conventions (as in diffusers): timesteps are 0-based indices t in {0, ..., T-1}; index t is the
+paper's step t+1. ``alpha_bars[t] = prod_{s <= t} (1 - betas[s])`` and ``alpha_bars_prev[0] = 1``.
+All quantities are float64 on the CPU: the product of a thousand numbers just below one, and
+``1 - alpha_bar`` near t = 0, lose digits in float32. ``gather`` hands them to the model's dtype
+and device when they are used.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._validate import require_choice, require_int, require_tensor
+
+SCHEDULE_NAMES = ("linear", "cosine")
+
+
+def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+    """Ho et al. (2020): betas evenly spaced from beta_start to beta_end, both ends included.
+
+    Returns a float64 tensor of shape (T,).
+    """
+    require_int(T, "T", minimum=1)
+    if not 0.0 < beta_start <= beta_end < 1.0:
+        raise ValueError(f"expected 0 < beta_start <= beta_end < 1, got beta_start={beta_start}, "
+                         f"beta_end={beta_end}")
+    return torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+
+
+def cosine_alpha_bar(u: torch.Tensor, s: float = 0.008) -> torch.Tensor:
+    """Nichol & Dhariwal (2021), eq. 17 before normalisation: f(u) = cos^2(pi/2 * (u + s) / (1 + s)), u in [0, 1]."""
+    return torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+
+
+def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """Nichol & Dhariwal (2021): beta_t = min(1 - f((t+1)/T) / f(t/T), max_beta) for 0-based t.
+
+    Clipping at max_beta avoids the singularity at the end of the schedule, where f(1) = 0.
+    Returns a float64 tensor of shape (T,).
+    """
+    require_int(T, "T", minimum=1)
+    if not 0.0 <= s < 1.0:
+        raise ValueError(f"expected 0 <= s < 1, got s={s}")
+    if not 0.0 < max_beta < 1.0:
+        raise ValueError(f"expected 0 < max_beta < 1, got max_beta={max_beta}")
+    u = torch.arange(T + 1, dtype=torch.float64) / T
+    f = cosine_alpha_bar(u, s)
+    return torch.clamp(1 - f[1:] / f[:-1], max=max_beta)
+
+
+class NoiseSchedule:
+    """Every per-timestep quantity of the forward process, derived once from ``betas`` (float64, shape (T,)).
+
+    Attributes (all float64 tensors of shape (T,)):
+        betas, alphas = 1 - betas, alpha_bars = cumprod(alphas),
+        alpha_bars_prev (alpha_bars shifted right, with alpha_bars_prev[0] = 1),
+        posterior_variance = beta_tilde_t = (1 - alpha_bars_prev) / (1 - alpha_bars) * betas   (DDPM eq. 7),
+        snr = alpha_bars / (1 - alpha_bars).
+    """
+
+    def __init__(self, betas: torch.Tensor):
+        require_tensor(betas, "betas")
+        if betas.ndim != 1 or betas.numel() == 0:
+            raise ValueError(f"betas must be a non-empty 1-D tensor of shape (T,), got shape {tuple(betas.shape)}")
+        betas = betas.detach().to(device="cpu", dtype=torch.float64)
+        if not torch.all((betas > 0) & (betas < 1)):
+            raise ValueError(f"every beta must lie in (0, 1); got min {betas.min().item():.3g}, "
+                             f"max {betas.max().item():.3g}")
+        self.betas = betas
+        self.alphas = 1.0 - betas
+        self.alpha_bars = torch.cumprod(self.alphas, dim=0)
+        self.alpha_bars_prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alpha_bars[:-1]])
+        self.posterior_variance = (1.0 - self.alpha_bars_prev) / (1.0 - self.alpha_bars) * betas
+        self.snr = self.alpha_bars / (1.0 - self.alpha_bars)
+
+    @property
+    def T(self) -> int:
+        return self.betas.numel()
+
+    @classmethod
+    def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "NoiseSchedule":
+        return cls(linear_betas(T, beta_start, beta_end))
+
+    @classmethod
+    def cosine(cls, T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> "NoiseSchedule":
+        return cls(cosine_betas(T, s, max_beta))
+
+    @classmethod
+    def from_name(cls, name: str, T: int = 1000) -> "NoiseSchedule":
+        """``"linear"`` or ``"cosine"`` with default parameters."""
+        require_choice(name, "schedule name", SCHEDULE_NAMES)
+        return cls.linear(T) if name == "linear" else cls.cosine(T)
+
+    def __repr__(self) -> str:
+        return (f"NoiseSchedule(T={self.T}, beta in [{self.betas[0].item():.3g}, {self.betas[-1].item():.3g}], "
+                f"alpha_bar[T-1]={self.alpha_bars[-1].item():.3g})")
+
+
+def check_timesteps(t, T: int, batch: int | None = None) -> torch.Tensor:
+    """Turn ``t`` (an int, or an integer tensor of shape () or (B,)) into a CPU int64 tensor of shape (B,).
+
+    Raises when a timestep lies outside {0, ..., T-1} or the batch size disagrees with ``batch``.
+    """
+    if isinstance(t, bool):
+        raise TypeError("t must be an int or an integer tensor, got bool")
+    if isinstance(t, int):
+        t = torch.tensor([t])
+    elif isinstance(t, torch.Tensor):
+        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+            raise TypeError(f"t must hold integer timesteps, got dtype {t.dtype}")
+        if t.ndim > 1:
+            raise ValueError(f"t must be an int or a tensor of shape (B,), got shape {tuple(t.shape)}")
+        t = t.reshape(-1)
+    else:
+        raise TypeError(f"t must be an int or an integer tensor, got {type(t).__name__}")
+    t = t.to(device="cpu", dtype=torch.int64)
+    if t.numel() == 0:
+        raise ValueError("t must hold at least one timestep")
+    if t.min() < 0 or t.max() >= T:
+        raise ValueError(f"timesteps must lie in 0..{T - 1} (0-based, T={T}); got values from "
+                         f"{t.min().item()} to {t.max().item()}")
+    if batch is not None and t.numel() not in (1, batch):
+        raise ValueError(f"t must hold 1 or {batch} timesteps (one per batch item), got {t.numel()}")
+    return t
+
+
+def gather(values: torch.Tensor, t, like: torch.Tensor) -> torch.Tensor:
+    """values[t] reshaped to (B, 1, ..., 1) so it broadcasts against ``like`` (B, ...), in like's dtype and device.
+
+    ``values`` is a float64 schedule tensor of shape (T,); ``t`` an int or an integer tensor of shape (B,).
+    """
+    steps = check_timesteps(t, values.numel(), batch=like.shape[0] if like.ndim else None)
+    picked = values[steps].to(device=like.device, dtype=like.dtype)
+    return picked.reshape(-1, *([1] * (like.ndim - 1)))

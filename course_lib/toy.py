@@ -1,0 +1,145 @@
+"""Exact references: problems where the ideal denoiser is known in closed form.
+
+A Gaussian mixture stays a Gaussian mixture under the forward process, so its noised marginal
+q_t(x), score, optimal noise prediction and E[x0 | x_t] are all exact. A finite data set is the
+limit of a mixture with zero covariance: its optimal denoiser is a softmax-weighted average of
+the data points, the network a perfect model trained on that set would become (it can only
+memorise).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._validate import require_float_tensor
+from .schedules import NoiseSchedule, check_timesteps
+
+
+def _alpha_bar(t, schedule: NoiseSchedule, batch: int) -> torch.Tensor:
+    """abar_t as float64 of shape (B,), for t an int or a tensor of shape (B,)."""
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    steps = check_timesteps(t, schedule.T, batch=batch)
+    return schedule.alpha_bars[steps].expand(batch)
+
+
+class GaussianMixture:
+    """sum_k w_k N(mu_k, Sigma_k) in D dimensions.
+
+    means: (K, D); covariances: (K, D, D) full, or (K,) / float isotropic standard deviations;
+    weights: (K,) positive (normalised here), uniform when omitted. Computation is in float64.
+    """
+
+    def __init__(self, means: torch.Tensor, covariances, weights: torch.Tensor | None = None):
+        require_float_tensor(means, "means", min_dims=2)
+        if means.ndim != 2:
+            raise ValueError(f"means must have shape (K, D), got {tuple(means.shape)}")
+        K, D = means.shape
+        self.means = means.detach().to(torch.float64)
+        if isinstance(covariances, (int, float)):
+            covariances = torch.full((K,), float(covariances))
+        covariances = torch.as_tensor(covariances, dtype=torch.float64)
+        if covariances.shape == (K,):
+            if not torch.all(covariances > 0):
+                raise ValueError("isotropic standard deviations must be positive")
+            covariances = covariances[:, None, None] ** 2 * torch.eye(D, dtype=torch.float64)
+        if covariances.shape != (K, D, D):
+            raise ValueError(f"covariances must have shape ({K}, {D}, {D}) or ({K},), got {tuple(covariances.shape)}")
+        self.covariances = covariances
+        if weights is None:
+            weights = torch.full((K,), 1.0 / K)
+        weights = torch.as_tensor(weights, dtype=torch.float64)
+        if weights.shape != (K,) or not torch.all(weights > 0):
+            raise ValueError(f"weights must be {K} positive numbers, got shape {tuple(weights.shape)}")
+        self.weights = weights / weights.sum()
+
+    @classmethod
+    def ring(cls, k: int = 8, radius: float = 2.0, std: float = 0.15) -> "GaussianMixture":
+        """k equal, isotropic components evenly spaced on a circle: the course's 2-D toy data."""
+        angles = torch.arange(k, dtype=torch.float64) * 2 * math.pi / k
+        means = radius * torch.stack([angles.cos(), angles.sin()], dim=1)
+        return cls(means, std)
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n points of the clean data distribution, shape (n, D), float32."""
+        components = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        z = torch.randn(n, self.dim, dtype=torch.float64, generator=generator)
+        chol = torch.linalg.cholesky(self.covariances)[components]
+        return (self.means[components] + (chol @ z[:, :, None])[:, :, 0]).float()
+
+    def _noised(self, alpha_bar: torch.Tensor):
+        """Per-item component means (B, K, D) and covariances (B, K, D, D) of q_t: N(sqrt(abar) mu, abar Sigma + (1 - abar) I)."""
+        a = alpha_bar[:, None, None]
+        means = a.sqrt() * self.means
+        eye = torch.eye(self.dim, dtype=torch.float64)
+        covs = a[..., None] * self.covariances + (1 - a[..., None]) * eye
+        return means, covs
+
+    def _posterior_terms(self, x: torch.Tensor, alpha_bar: torch.Tensor):
+        """Responsibilities r_k(x) (B, K), component log-densities (B, K), and Sigma_tk^{-1}(x - m_tk) (B, K, D)."""
+        means, covs = self._noised(alpha_bar)
+        diff = x.to(torch.float64)[:, None, :] - means
+        solved = torch.linalg.solve(covs, diff[..., None])[..., 0]
+        _, logdet = torch.linalg.slogdet(covs)
+        log_component = -0.5 * ((diff * solved).sum(-1) + logdet + self.dim * math.log(2 * math.pi))
+        log_joint = log_component + self.weights.log()
+        return torch.softmax(log_joint, dim=1), log_joint, solved
+
+    def _check_points(self, x: torch.Tensor) -> None:
+        require_float_tensor(x, "x", min_dims=2)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"x must have shape (B, {self.dim}), got {tuple(x.shape)}")
+
+    def log_prob(self, x: torch.Tensor, t=None, schedule: NoiseSchedule | None = None) -> torch.Tensor:
+        """log q_t(x) of shape (B,); the clean data density when t is None. Differentiable in x."""
+        self._check_points(x)
+        alpha_bar = (torch.ones(x.shape[0], dtype=torch.float64) if t is None
+                     else _alpha_bar(t, schedule, x.shape[0]))
+        _, log_joint, _ = self._posterior_terms(x, alpha_bar)
+        return torch.logsumexp(log_joint, dim=1)
+
+    def score(self, x: torch.Tensor, t, schedule: NoiseSchedule) -> torch.Tensor:
+        """grad_x log q_t(x) = -sum_k r_k(x) Sigma_tk^{-1} (x - m_tk); shape (B, D), x's dtype."""
+        self._check_points(x)
+        resp, _, solved = self._posterior_terms(x, _alpha_bar(t, schedule, x.shape[0]))
+        return -(resp[..., None] * solved).sum(1).to(x.dtype)
+
+    def eps(self, x: torch.Tensor, t, schedule: NoiseSchedule) -> torch.Tensor:
+        """The optimal noise prediction E[eps | x_t = x] = -sqrt(1 - abar_t) * score; shape (B, D)."""
+        alpha_bar = _alpha_bar(t, schedule, x.shape[0])
+        return (-(1 - alpha_bar).sqrt()[:, None] * self.score(x, t, schedule).double()).to(x.dtype)
+
+    def x0_mean(self, x: torch.Tensor, t, schedule: NoiseSchedule) -> torch.Tensor:
+        """E[x0 | x_t = x] = sum_k r_k(x) (mu_k + sqrt(abar) Sigma_k Sigma_tk^{-1} (x - m_tk)); shape (B, D)."""
+        self._check_points(x)
+        alpha_bar = _alpha_bar(t, schedule, x.shape[0])
+        resp, _, solved = self._posterior_terms(x, alpha_bar)
+        per_component = self.means + alpha_bar.sqrt()[:, None, None] * (self.covariances @ solved[..., None])[..., 0]
+        return (resp[..., None] * per_component).sum(1).to(x.dtype)
+
+
+def optimal_denoiser(x_t: torch.Tensor, t, data: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
+    """E[x0 | x_t] when x0 is drawn uniformly from a finite data set.
+
+    weights_i = softmax_i(-||x_t - sqrt(abar_t) y_i||^2 / (2 (1 - abar_t))), result = sum_i weights_i y_i.
+    x_t: (B, ...); data: (N, ...) with the same trailing shape. Returns (B, ...) in x_t's dtype.
+    """
+    require_float_tensor(x_t, "x_t")
+    require_float_tensor(data, "data")
+    if data.shape[1:] != x_t.shape[1:]:
+        raise ValueError(f"data items must have the shape of x_t items {tuple(x_t.shape[1:])}, "
+                         f"got {tuple(data.shape[1:])}")
+    alpha_bar = _alpha_bar(t, schedule, x_t.shape[0])[:, None]
+    flat_x = x_t.reshape(x_t.shape[0], -1).double()
+    flat_data = data.reshape(data.shape[0], -1).double()
+    scale = alpha_bar.sqrt()
+    # ||x - s y||^2 expanded, so no (B, N, D) tensor is built for large data sets
+    squared = ((flat_x ** 2).sum(1, keepdim=True) - 2 * scale * flat_x @ flat_data.T
+               + scale ** 2 * (flat_data ** 2).sum(1)[None])
+    weights = torch.softmax(-squared / (2 * (1 - alpha_bar)), dim=1)
+    return (weights @ flat_data).reshape(x_t.shape).to(x_t.dtype)

@@ -1,0 +1,41 @@
+"""Pictures: image grids, schedule plots and small widgets used across the notebooks."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def to_display(images: torch.Tensor) -> torch.Tensor:
+    """Map model-range images [-1, 1] to display range [0, 1] (clamped)."""
+    return ((images.detach().float().cpu() + 1) / 2).clamp(0, 1)
+
+
+def image_grid(images: torch.Tensor, ncols: int | None = None, pad: int = 1) -> np.ndarray:
+    """Tile (N, C, H, W) images in [-1, 1] into one (rows*H, cols*W, C) array in [0, 1] for imshow."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise ValueError(f"images must be a tensor of shape (N, C, H, W), got "
+                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+    n, c, h, w = images.shape
+    ncols = ncols or int(np.ceil(np.sqrt(n)))
+    nrows = int(np.ceil(n / ncols))
+    grid = np.ones((nrows * (h + pad) - pad, ncols * (w + pad) - pad, c), dtype=np.float32)
+    pixels = to_display(images).permute(0, 2, 3, 1).numpy()
+    for i in range(n):
+        r, col = divmod(i, ncols)
+        grid[r * (h + pad): r * (h + pad) + h, col * (w + pad): col * (w + pad) + w] = pixels[i]
+    return grid
+
+
+def show_images(images: torch.Tensor, ax=None, ncols: int | None = None, title: str | None = None):
+    """Draw an image grid on ``ax`` (a new figure when None); grayscale images use the gray colormap."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    grid = image_grid(images, ncols)
+    ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1,
+              interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax
