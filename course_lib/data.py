@@ -2,14 +2,23 @@
 
 The default is scikit-learn's 8x8 handwritten digits: it ships inside the scikit-learn package,
 so the course works offline, and it is small enough to train on a laptop CPU in minutes.
+Bigger data comes from files a user already has, never from a download:
+MNIST / Fashion-MNIST IDX files (``load_mnist``, ``load_idx``) and folders of PNG/JPEG pictures
+(``load_image_folder``). ``iterate_batches`` deals seeded mini-batches for training.
 """
 from __future__ import annotations
 
+import gzip
+import math
+import struct
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
-from ._validate import require_choice
+from ._validate import require_choice, require_int
 
 SPLITS = ("train", "test", "all")
 
@@ -47,3 +56,188 @@ def load_digits(split: str = "train", seed: int = 0) -> ImageDataset:
     labels = torch.as_tensor(raw.target, dtype=torch.int64)
     keep = split_indices(len(labels), split, seed=seed)
     return ImageDataset(images[keep], labels[keep], tuple(str(d) for d in range(10)))
+
+
+# ---------------------------------------------------------------- IDX files (MNIST, Fashion-MNIST)
+# The IDX format (LeCun's MNIST page): a 4-byte magic number 0x00 0x00 <dtype code> <number of dims>,
+# then one big-endian int32 per dimension, then the values in row-major order.
+IDX_UNSIGNED_BYTE = 0x08
+GZIP_MAGIC = b"\x1f\x8b"
+MNIST_CLASSES = tuple(str(d) for d in range(10))
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+def _require_file(path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    return path
+
+
+def read_idx(path) -> torch.Tensor:
+    """Read one IDX file of unsigned bytes (raw or gzip-compressed, detected from its first bytes).
+
+    Returns a uint8 tensor with the dimensions stored in the header, e.g. (N, 28, 28) for images
+    and (N,) for labels. Raises ValueError when the header or the length is not what IDX requires.
+    """
+    path = _require_file(path)
+    data = path.read_bytes()
+    if data[:2] == GZIP_MAGIC:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as error:
+            raise ValueError(f"{path}: looks gzip-compressed but cannot be decompressed ({error})") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise ValueError(f"{path}: not an IDX file; expected a magic number starting with bytes 0x00 0x00, "
+                         f"got {data[:4].hex(' ') or 'an empty file'}")
+    dtype_code, ndim = data[2], data[3]
+    if dtype_code != IDX_UNSIGNED_BYTE:
+        raise ValueError(f"{path}: expected IDX data type 0x08 (unsigned byte), got 0x{dtype_code:02x}")
+    header_size = 4 + 4 * ndim
+    if ndim == 0 or len(data) < header_size:
+        raise ValueError(f"{path}: truncated IDX header; expected {ndim} dimension sizes after the magic number")
+    dims = struct.unpack(f">{ndim}I", data[4:header_size])
+    expected = header_size + math.prod(dims)
+    if len(data) != expected:
+        raise ValueError(f"{path}: IDX header promises dimensions {dims} ({expected} bytes), "
+                         f"but the file holds {len(data)} bytes")
+    values = np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(dims)
+    return torch.from_numpy(values.copy())
+
+
+def load_idx(images_path, labels_path=None, class_names: tuple[str, ...] | None = None) -> ImageDataset:
+    """An images IDX file (N, H, W) and an optional labels IDX file (N,) as (N, 1, H, W) in [-1, 1].
+
+    class_names default to the label values as strings ("0", "1", ...).
+    """
+    pixels = read_idx(images_path)
+    if pixels.ndim != 3:
+        raise ValueError(f"{images_path}: expected an images file with 3 dimensions (N, H, W), "
+                         f"got dimensions {tuple(pixels.shape)}")
+    if len(pixels) == 0:
+        raise ValueError(f"{images_path}: the file holds no images (N = 0)")
+    images = pixels.to(torch.float32)[:, None] / 255.0 * 2 - 1
+    if labels_path is None:
+        return ImageDataset(images, None, tuple(class_names or ()))
+    labels = read_idx(labels_path)
+    if labels.ndim != 1:
+        raise ValueError(f"{labels_path}: expected a labels file with 1 dimension (N,), "
+                         f"got dimensions {tuple(labels.shape)}")
+    if len(labels) != len(images):
+        raise ValueError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels")
+    labels = labels.to(torch.int64)
+    names = class_names or tuple(str(v) for v in range(int(labels.max()) + 1))
+    if int(labels.max()) >= len(names):
+        raise ValueError(f"{labels_path}: label {int(labels.max())} has no class name "
+                         f"(got {len(names)} class names)")
+    return ImageDataset(images, labels, tuple(names))
+
+
+def load_mnist(directory, split: str = "train", fashion: bool = False) -> ImageDataset:
+    """MNIST or Fashion-MNIST from the four standard files a user already has in ``directory``.
+
+    Looks for e.g. ``train-images-idx3-ubyte`` or ``train-images-idx3-ubyte.gz`` (split "train")
+    and ``t10k-...`` (split "test"). Nothing is downloaded. Returns (N, 1, 28, 28) in [-1, 1].
+    """
+    require_choice(split, "split", tuple(MNIST_FILES))
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"no such directory: {directory}")
+    found = []
+    for stem in MNIST_FILES[split]:
+        candidates = [directory / stem, directory / f"{stem}.gz"]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            raise FileNotFoundError(f"no file {candidates[0]} or {candidates[1]}")
+        found.append(path)
+    return load_idx(*found, class_names=FASHION_MNIST_CLASSES if fashion else MNIST_CLASSES)
+
+
+# ---------------------------------------------------------------- image folders
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+CHANNEL_MODES = {1: "L", 3: "RGB"}
+
+
+def _image_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _load_picture(path: Path, size: int, channels: int) -> torch.Tensor:
+    """One picture as (C, size, size) in [-1, 1]: transparency composited on white, padded square, resized."""
+    try:
+        with Image.open(path) as picture:
+            picture = picture.convert("RGBA")
+    except (OSError, Image.DecompressionBombError) as error:
+        raise ValueError(f"{path}: not a readable PNG/JPEG image ({error})") from None
+    white = Image.new("RGBA", picture.size, (255, 255, 255, 255))
+    picture = Image.alpha_composite(white, picture).convert(CHANNEL_MODES[channels])
+    # Pad to a square on white before resizing, so that the subject is not stretched.
+    side = max(picture.size)
+    square = Image.new(picture.mode, (side, side), 255 if channels == 1 else (255, 255, 255))
+    square.paste(picture, ((side - picture.width) // 2, (side - picture.height) // 2))
+    square = square.resize((size, size), Image.Resampling.LANCZOS)
+    pixels = torch.from_numpy(np.asarray(square, dtype=np.uint8).copy()).to(torch.float32)
+    pixels = pixels[None] if channels == 1 else pixels.permute(2, 0, 1)
+    return pixels / 255.0 * 2 - 1
+
+
+def load_image_folder(directory, size: int = 32, channels: int = 3, split: str = "all",
+                      seed: int = 0) -> ImageDataset:
+    """Every PNG/JPEG in ``directory`` as (N, channels, size, size) in [-1, 1] (channels 3 = RGB, 1 = grey).
+
+    Either the pictures sit directly in ``directory`` (labels None), or in one sub-folder per class
+    (labels index the sorted sub-folder names, which become class_names). Transparent pixels are
+    composited on white (sprites usually have a transparent background); each picture is padded to a
+    square on white, then resized. split: "all", or a seeded "train"/"test" split as in ``split_indices``.
+    """
+    require_int(size, "size", minimum=1)
+    require_choice(channels, "channels", tuple(CHANNEL_MODES))
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"no such directory: {directory}")
+    loose = _image_files(directory)
+    class_dirs = [d for d in sorted(directory.iterdir()) if d.is_dir() and _image_files(d)]
+    if loose and class_dirs:
+        raise ValueError(f"{directory}: holds pictures both directly ({loose[0].name}, ...) and in sub-folders "
+                         f"({class_dirs[0].name}/, ...); expected one layout or the other")
+    if not loose and not class_dirs:
+        raise ValueError(f"{directory}: no pictures found; expected files ending in {', '.join(IMAGE_EXTENSIONS)}, "
+                         f"directly or in one sub-folder per class")
+    if loose:
+        files, labels, class_names = loose, None, ()
+    else:
+        files, label_list = [], []
+        for index, class_dir in enumerate(class_dirs):
+            class_files = _image_files(class_dir)
+            files += class_files
+            label_list += [index] * len(class_files)
+        labels, class_names = torch.tensor(label_list, dtype=torch.int64), tuple(d.name for d in class_dirs)
+    keep = split_indices(len(files), split, seed=seed)
+    images = torch.stack([_load_picture(files[i], size, channels) for i in keep.tolist()])
+    return ImageDataset(images, None if labels is None else labels[keep], class_names)
+
+
+# ---------------------------------------------------------------- mini-batches
+def iterate_batches(dataset: ImageDataset, batch_size: int, seed: int = 0, epochs: int | None = None,
+                    drop_last: bool = True):
+    """Yield (images, labels) mini-batches in a seeded random order, reshuffled every epoch.
+
+    labels is None for an unlabelled dataset. epochs=None repeats forever (a training loop counts
+    steps, not epochs). drop_last keeps every batch the same size. The same seed gives the same batches.
+    """
+    require_int(batch_size, "batch_size", minimum=1)
+    n = len(dataset)
+    if drop_last and batch_size > n:
+        raise ValueError(f"batch_size {batch_size} is larger than the dataset ({n} images) with drop_last=True")
+    generator = torch.Generator().manual_seed(seed)
+    epoch = 0
+    while epochs is None or epoch < epochs:
+        order = torch.randperm(n, generator=generator)
+        stop = n - n % batch_size if drop_last else n
+        for start in range(0, stop, batch_size):
+            index = order[start:start + batch_size]
+            yield dataset.images[index], None if dataset.labels is None else dataset.labels[index]
+        epoch += 1
