@@ -1,0 +1,307 @@
+"""Sample-quality metrics for 8x8 digits, measured with the course's own small classifier.
+
+FID needs an Inception network downloaded from the internet; this course works offline, so the
+same ideas are measured with a small CNN trained here on the digits train split:
+
+- confident fraction: share of samples the classifier assigns to one class with probability >= 0.9
+  (a blurry or scrambled digit gets spread-out probabilities);
+- class histogram and its entropy: are all ten digits generated, and equally often? (max log 10);
+- Fréchet distance between Gaussians fitted to the classifier's penultimate features of the samples
+  and of the training images (FID's formula in a small feature space);
+- nearest-neighbour distance: pixel L2 distance from each sample to its closest training image.
+  Samples much closer to the training set than the real test images are copies (memorisation).
+
+Every number needs a yardstick: ``real_data_floor(n)`` computes the same metrics for n real test
+images, which the model never saw, against the same training set. ``evaluate_samples`` plus
+``real_data_floor`` (or ``report``, which prints both side by side) is the usual call.
+
+The classifier ships as ``assets/digits_classifier.pt``, made by::
+
+    python -m course_lib.metrics --train-classifier
+
+(seeded, single-threaded, a few seconds on a laptop CPU). When the file is missing,
+``load_classifier`` trains it the same way and tries to save it there.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._validate import require_float_tensor
+from .data import ImageDataset, iterate_batches, load_digits
+
+ASSET = Path(__file__).resolve().parent / "assets" / "digits_classifier.pt"
+TRAIN_COMMAND = "python -m course_lib.metrics --train-classifier"
+NUM_CLASSES = 10
+CONFIDENCE_THRESHOLD = 0.9
+
+
+class DigitsClassifier(nn.Module):
+    """A small CNN for (N, 1, 8, 8) digits in [-1, 1]: two 3x3 convs, a 2x2 max-pool, a 64-unit feature layer.
+
+    ``features(x)`` returns the (N, 64) penultimate activations used by the Fréchet distance;
+    ``forward(x)`` the (N, 10) class logits.
+    """
+
+    feature_dim = 64
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
+        self.hidden = nn.Linear(32 * 4 * 4, self.feature_dim)
+        self.head = nn.Linear(self.feature_dim, NUM_CLASSES)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.conv1(x))
+        h = F.max_pool2d(F.relu(self.conv2(h)), 2)
+        return F.relu(self.hidden(h.flatten(1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+# ---------------------------------------------------------------- the classifier: training, saving, loading
+def non_digits(digits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Images that are no digit, one per input digit (N, 1, 8, 8): the classifier must learn to doubt them.
+
+    A third each: uniform noise in [-1, 1]; the digit's own pixels shuffled (same ink, no shape);
+    a constant image (blank paper, grey or solid ink).
+    """
+    n = digits.shape[0]
+    noise = torch.rand(digits.shape, generator=generator) * 2 - 1
+    order = torch.argsort(torch.rand(n, 64, generator=generator), dim=1)
+    shuffled = digits.flatten(1).gather(1, order).reshape(digits.shape)
+    constant = (torch.rand(n, 1, 1, 1, generator=generator) * 2 - 1).expand(digits.shape)
+    kind = torch.randint(0, 3, (n, 1, 1, 1), generator=generator)
+    return torch.where(kind == 0, noise, torch.where(kind == 1, shuffled, constant))
+
+
+def train_classifier(seed: int = 0, epochs: int = 30, batch_size: int = 64, lr: float = 2e-3):
+    """Train a DigitsClassifier on the digits train split; returns (model in eval mode, test accuracy).
+
+    Loss: cross-entropy on the digits (shifted by up to one pixel, a cheap augmentation of 1,437
+    images) plus, on as many ``non_digits``, cross-entropy to the uniform distribution, so that
+    noise and blank images get low confidence instead of an arbitrary confident class
+    ("outlier exposure", Hendrycks et al. 2019).
+    Deterministic for a given seed on the CPU: weights from torch.manual_seed(seed), batches from
+    ``iterate_batches(seed=seed)``, one thread (multi-threaded reductions may sum in another order).
+    """
+    train, test = load_digits("train"), load_digits("test")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(seed)
+        model = DigitsClassifier()
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        generator = torch.Generator().manual_seed(seed)
+        for images, labels in iterate_batches(train, batch_size, seed=seed, epochs=epochs):
+            dy, dx = torch.randint(-1, 2, (2,), generator=generator).tolist()
+            # Shift on a background of -1 (blank paper), so that no ink wraps around the edge.
+            shifted = F.pad(images, (1, 1, 1, 1), value=-1.0)[:, :, 1 + dy:9 + dy, 1 + dx:9 + dx]
+            digit_loss = F.cross_entropy(model(shifted), labels)
+            outlier_loss = -F.log_softmax(model(non_digits(images, generator)), dim=1).mean()
+            loss = digit_loss + outlier_loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
+    model.eval()
+    return model, accuracy(model, test)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, dataset: ImageDataset) -> float:
+    """Fraction of the dataset's images whose predicted class equals the label."""
+    return (model(dataset.images).argmax(1) == dataset.labels).float().mean().item()
+
+
+def save_classifier(model: DigitsClassifier, test_accuracy: float, seed: int, path=ASSET) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": model.state_dict(), "test_accuracy": test_accuracy, "seed": seed,
+                "command": TRAIN_COMMAND, "torch_version": str(torch.__version__)}, path)
+
+
+_loaded: dict[str, DigitsClassifier] = {}
+
+
+def load_classifier(path=ASSET, train_if_missing: bool = True) -> DigitsClassifier:
+    """The trained digits classifier in eval mode (cached in memory after the first call).
+
+    When ``path`` does not exist, the classifier is trained (seed 0, a few seconds) and saved there
+    if the folder is writable.
+    """
+    path = Path(path)
+    if str(path) in _loaded:
+        return _loaded[str(path)]
+    model = DigitsClassifier()
+    if path.is_file():
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(checkpoint["state_dict"])
+        model.eval()
+    elif train_if_missing:
+        model, test_accuracy = train_classifier(seed=0)
+        try:
+            save_classifier(model, test_accuracy, seed=0, path=path)
+        except OSError:
+            pass  # a read-only install still works: the model trained above is used for this session
+    else:
+        raise FileNotFoundError(f"no classifier at {path}; create it with `{TRAIN_COMMAND}`")
+    _loaded[str(path)] = model
+    return model
+
+
+# ---------------------------------------------------------------- the metrics, one formula each
+def _check_digits(images, name: str = "samples") -> torch.Tensor:
+    require_float_tensor(images, name)
+    if images.ndim != 4 or tuple(images.shape[1:]) != (1, 8, 8):
+        raise ValueError(f"{name} must have shape (N, 1, 8, 8) like the digits, got {tuple(images.shape)}")
+    if images.shape[0] < 2:
+        raise ValueError(f"{name} must hold at least 2 images (a covariance needs two), got {images.shape[0]}")
+    # Samplers may overshoot [-1, 1] a little; the metrics see what a display would show.
+    return images.detach().float().cpu().clamp(-1, 1)
+
+
+@torch.no_grad()
+def class_probabilities(images: torch.Tensor, classifier: nn.Module | None = None) -> torch.Tensor:
+    """p(y | x) from the classifier: (N, 1, 8, 8) -> (N, 10), rows sum to 1."""
+    classifier = classifier or load_classifier()
+    return F.softmax(classifier(images), dim=1)
+
+
+def confident_fraction(probs: torch.Tensor, threshold: float = CONFIDENCE_THRESHOLD) -> float:
+    """Share of rows of probs (N, K) whose largest class probability is >= threshold."""
+    return (probs.max(dim=1).values >= threshold).float().mean().item()
+
+
+def class_histogram(probs: torch.Tensor) -> torch.Tensor:
+    """Share of samples predicted as each class (argmax): probs (N, K) -> (K,), summing to 1."""
+    counts = torch.bincount(probs.argmax(dim=1), minlength=probs.shape[1])
+    return counts.double() / counts.sum()
+
+
+def entropy(histogram: torch.Tensor) -> float:
+    """H = -sum_k p_k log p_k in nats (0 log 0 = 0): log K for a uniform histogram over K classes, 0 for one class."""
+    p = histogram.double()
+    return -(p[p > 0] * p[p > 0].log()).sum().item()
+
+
+def gaussian_frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
+    """Fréchet (2-Wasserstein squared) distance between N(mu1, cov1) and N(mu2, cov2), D dimensions:
+
+        d^2 = |mu1 - mu2|^2 + Tr(cov1 + cov2 - 2 (cov1 cov2)^(1/2))
+
+    Tr((cov1 cov2)^(1/2)) = Tr((S cov2 S)^(1/2)) with S = cov1^(1/2): the matrix S cov2 S is symmetric,
+    so both square roots come from symmetric eigen-decompositions (float64), with tiny negative
+    eigenvalues from rounding clipped to zero.
+    """
+    mu1, mu2, cov1, cov2 = (np.asarray(a, dtype=np.float64) for a in (mu1, mu2, cov1, cov2))
+    values, vectors = np.linalg.eigh(cov1)
+    sqrt_cov1 = (vectors * np.sqrt(values.clip(min=0))) @ vectors.T
+    cross = np.linalg.eigvalsh(sqrt_cov1 @ cov2 @ sqrt_cov1).clip(min=0)
+    distance = np.sum((mu1 - mu2) ** 2) + np.trace(cov1) + np.trace(cov2) - 2 * np.sum(np.sqrt(cross))
+    return float(max(distance, 0.0))
+
+
+def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
+    """Fréchet distance between Gaussians fitted (mean, covariance) to two feature sets (N_a, D) and (N_b, D)."""
+    moments = []
+    for features in (features_a, features_b):
+        f = features.detach().double().cpu().numpy()
+        moments += [f.mean(axis=0), np.cov(f, rowvar=False)]
+    return gaussian_frechet_distance(*moments)
+
+
+def nearest_neighbour_distances(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """For each image (N, C, H, W), the pixel L2 distance to its closest image in reference (M, C, H, W): (N,)."""
+    distances = torch.cdist(images.flatten(1).double(), reference.flatten(1).double(),
+                            compute_mode="donot_use_mm_for_euclid_dist")  # exact: a copy is at distance 0
+    return distances.min(dim=1).values
+
+
+# ---------------------------------------------------------------- evaluation against the training set
+@torch.no_grad()
+def evaluate_samples(samples: torch.Tensor, classifier: nn.Module | None = None) -> dict:
+    """Every metric for a batch of samples (N, 1, 8, 8) in [-1, 1], measured against the digits train split.
+
+    Returns a dict: n, confident_fraction, class_histogram (list of 10 shares), class_entropy (nats;
+    log 10 = 2.303 is perfectly balanced), frechet_distance (between the samples' features and the
+    training images' features), nn_distance_mean and nn_distance_min (pixel L2 distance from each
+    sample to its nearest training image). Compare each with ``real_data_floor(n)``.
+    """
+    samples = _check_digits(samples)
+    classifier = classifier or load_classifier()
+    train = load_digits("train").images
+    probs = F.softmax(classifier(samples), dim=1)
+    histogram = class_histogram(probs)
+    nn_distances = nearest_neighbour_distances(samples, train)
+    return {"n": samples.shape[0],
+            "confident_fraction": confident_fraction(probs),
+            "class_histogram": histogram.tolist(),
+            "class_entropy": entropy(histogram),
+            "frechet_distance": frechet_distance(classifier.features(samples), classifier.features(train)),
+            "nn_distance_mean": nn_distances.mean().item(),
+            "nn_distance_min": nn_distances.min().item()}
+
+
+def real_data_floor(n: int, seed: int = 0, classifier: nn.Module | None = None) -> dict:
+    """``evaluate_samples`` on n real test images (a seeded random subset): what a perfect generator scores.
+
+    The test images come from the data distribution but were never trained on, so their Fréchet
+    distance is the floor set by having only n samples, and their nearest-neighbour distance is how
+    far a new digit lies from the training set. n must be between 2 and the test split's size (359).
+    """
+    test = load_digits("test").images
+    if not 2 <= n <= len(test):
+        raise ValueError(f"n must lie between 2 and {len(test)} (the size of the digits test split), got {n}")
+    pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:n]
+    return evaluate_samples(test[pick], classifier)
+
+
+REPORT_ROWS = (("confident_fraction", "confident fraction (p_max >= 0.9)", "higher is better"),
+               ("class_entropy", "class entropy [nats]", f"log 10 = {math.log(10):.3f} is balanced"),
+               ("frechet_distance", "Fréchet distance to train features", "lower is better"),
+               ("nn_distance_mean", "mean distance to nearest train image", "much lower than real = copies"),
+               ("nn_distance_min", "min distance to nearest train image", "0 = an exact copy"))
+
+
+def report(samples: torch.Tensor, seed: int = 0) -> str:
+    """A table of every metric for the samples beside the same metric for as many real test images."""
+    ours, real = evaluate_samples(samples), real_data_floor(min(len(samples), 359), seed)
+    lines = [f"{'metric':38s} {'samples':>9s} {'real':>9s}   (n = {ours['n']} samples, {real['n']} real)"]
+    for key, label, meaning in REPORT_ROWS:
+        lines.append(f"{label:38s} {ours[key]:9.3f} {real[key]:9.3f}   {meaning}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_lib.metrics",
+                                     description="The digits classifier behind the sample-quality metrics.")
+    parser.add_argument("--train-classifier", action="store_true",
+                        help="train it (seeded, a few seconds) and save it to --out")
+    parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    parser.add_argument("--out", type=Path, default=ASSET, help="default: %(default)s")
+    args = parser.parse_args(argv)
+    if not args.train_classifier:
+        parser.print_help()
+        return 0
+    start = time.perf_counter()
+    model, test_accuracy = train_classifier(seed=args.seed)
+    save_classifier(model, test_accuracy, seed=args.seed, path=args.out)
+    size_kb = args.out.stat().st_size / 1024
+    print(f"trained in {time.perf_counter() - start:.1f} s; test accuracy {test_accuracy:.4f}; "
+          f"wrote {args.out} ({size_kb:.0f} KB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
