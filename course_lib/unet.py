@@ -4,7 +4,7 @@
     TimeEmbedding          sinusoid -> Linear -> SiLU -> Linear
     ResidualBlock          GroupNorm, SiLU, 3x3 conv, twice; the time embedding scales and shifts the
                            second normalised activation (FiLM): h = norm(h) * (1 + scale) + shift
-    self_attention         single-head attention over the H*W positions of a feature map
+    self_attention         single-head attention over the H*W positions of a feature map (attention_weights: A)
     AttentionBlock         GroupNorm -> self_attention -> 1x1 conv, added back to its input
     upsample_and_concat    the up path's wiring: nearest x2, 3x3 conv, then the skip appended on channels
     UNet                   down path, bottleneck (with attention), up path with skips, optional class input
@@ -93,6 +93,16 @@ class ResidualBlock(nn.Module):
         return self.skip(x) + h
 
 
+def attention_weights(x: torch.Tensor, w_q: torch.Tensor, w_k: torch.Tensor) -> torch.Tensor:
+    """A = softmax(q k^T / sqrt(D)) over the keys, for the N = H*W positions of x (B, C, H, W): (B, N, N).
+
+    w_q, w_k: (D, C). Row n says how much position n (the query) takes from every position (the keys); rows sum to 1.
+    """
+    tokens = x.flatten(2).transpose(1, 2)                        # (B, N, C): one row per position
+    q, k = tokens @ w_q.T, tokens @ w_k.T
+    return torch.softmax(q @ k.transpose(1, 2) / math.sqrt(q.shape[-1]), dim=-1)
+
+
 def self_attention(x: torch.Tensor, w_q: torch.Tensor, w_k: torch.Tensor, w_v: torch.Tensor) -> torch.Tensor:
     """Single-head self-attention over the N = H*W positions of a feature map (Vaswani et al. 2017, eq. 1).
 
@@ -102,10 +112,9 @@ def self_attention(x: torch.Tensor, w_q: torch.Tensor, w_k: torch.Tensor, w_v: t
         out = A v, folded back to (B, C_out, H, W)
     """
     batch, _, height, width = x.shape
-    tokens = x.flatten(2).transpose(1, 2)                        # (B, N, C): one row per position
-    q, k, v = tokens @ w_q.T, tokens @ w_k.T, tokens @ w_v.T
-    weights = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(q.shape[-1]), dim=-1)
-    return (weights @ v).transpose(1, 2).reshape(batch, -1, height, width)
+    v = x.flatten(2).transpose(1, 2) @ w_v.T                     # (B, N, C_out)
+    out = attention_weights(x, w_q, w_k) @ v                     # (B, N, C_out)
+    return out.transpose(1, 2).reshape(batch, -1, height, width)
 
 
 class AttentionBlock(nn.Module):

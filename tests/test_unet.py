@@ -96,6 +96,8 @@ def test_self_attention_matches_explicit_loops():
             weights = torch.softmax(scores, dim=0)
             expected = sum(w * (w_v @ other) for w, other in zip(weights, tokens))
             assert torch.allclose(out[b, :, i, j], expected, atol=1e-5)
+    weights = unet.attention_weights(x, w_q, w_k)
+    assert weights.shape == (2, 4, 4) and torch.allclose(weights.sum(-1), torch.ones(2, 4))
 
 
 def test_attention_is_global_and_convolution_is_local():
