@@ -1,0 +1,182 @@
+"""Exercises of notebook 02, the procedural demo: easing, noise schedule, one blend step, statistics.
+
+The library computes in NumPy, but its formula functions use only operators that torch tensors
+share, so these checks hand the student torch tensors, like every other notebook.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .. import procedural
+from ..procedural import EASINGS, EXPONENTIAL_RATE, MAX_NOISE, NOISE_SCHEDULES, ease, noise_scale, progress_of
+from ._framework import Case, Exercise, Mistake, register
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ---------------------------------------------------------------- easing
+def _progress_grid() -> torch.Tensor:
+    return torch.linspace(0, 1, 21, dtype=torch.float64)
+
+
+def _ease_out(progress, easing="cubic"):
+    return 1 - EASINGS[easing](1 - progress)
+
+
+def _always_cubic(progress, easing="cubic"):
+    return progress ** 3
+
+
+def _smoothstep_powers_swapped(progress, easing="cubic"):
+    return 3 * progress ** 3 - 2 * progress ** 2 if easing == "smoothstep" else EASINGS[easing](progress)
+
+
+register(Exercise(
+    id="02.easing",
+    title="easing: blend strength from progress",
+    reference=ease,
+    cases=lambda: [Case((_progress_grid(), "cubic"), label="cubic, 21 progress values"),
+                   Case((_progress_grid(), "smoothstep"), label="smoothstep"),
+                   Case((_progress_grid(), "quadratic"), label="quadratic"),
+                   Case((_progress_grid(), "quartic"), label="quartic"),
+                   Case((0.5,), label="a float, default easing")],
+    mistakes=[
+        Mistake("ease-out", _ease_out,
+                "That is the ease-out curve, steep at the start. The demo eases in: p**2, p**3, p**4 start flat "
+                "(f'(0) = 0), so the pattern shows up late."),
+        Mistake("easing ignored", _always_cubic,
+                "Use the `easing` argument: 'quadratic' is p**2, 'cubic' p**3, 'quartic' p**4, 'smoothstep' "
+                "3 p**2 - 2 p**3."),
+        Mistake("smoothstep powers swapped", _smoothstep_powers_swapped,
+                "smoothstep is 3 p**2 - 2 p**3: the square carries the 3. It starts and ends flat."),
+    ],
+    hint="Return progress**2, progress**3, progress**4 or 3 progress**2 - 2 progress**3, chosen by `easing`.",
+))
+
+
+# ---------------------------------------------------------------- noise scale g(t)
+
+def _noise_scale_with(shapes, zero_at_end=True, fraction=lambda t, T: t / T):
+    def wrong(t, T, noise_schedule="quadratic"):
+        if zero_at_end and t == 0:
+            return 0.0
+        return MAX_NOISE * shapes[noise_schedule](fraction(t, T))
+    return wrong
+
+
+register(Exercise(
+    id="02.noise_scale",
+    title="noise scale g(t)",
+    reference=noise_scale,
+    cases=lambda: [Case((40, 50, "quadratic"), label="t=40, T=50, quadratic"),
+                   Case((7, 20), label="t=7, T=20, default schedule"),
+                   Case((10, 50, "linear"), label="t=10, T=50, linear"),
+                   Case((10, 50, "exponential"), label="t=10, T=50, exponential"),
+                   Case((50, 50, "exponential"), label="t=T=50, exponential"),
+                   Case((0, 50, "exponential"), label="t=0, exponential"),
+                   Case((0, 50, "quadratic"), label="t=0, quadratic")],
+    mistakes=[
+        Mistake("not squared", _noise_scale_with(NOISE_SCHEDULES | {"quadratic": lambda r: r}),
+                "The seed's schedule squares the fraction of time left: g(t) = (t/T)**2 * 0.1."),
+        Mistake("the seed's exponential as written",
+                _noise_scale_with(NOISE_SCHEDULES | {"exponential": lambda r: math.exp(-EXPONENTIAL_RATE * r)}),
+                "exp(-5 t/T) grows as t falls, so the noise would be strongest at the end. Decay with the progress "
+                "instead: g(t) = 0.1 * exp(-5 * (T - t) / T), which is 0.1 at t = T."),
+        Mistake("progress for t/T", _noise_scale_with(NOISE_SCHEDULES, fraction=progress_of),
+                "g must be largest at the start (t = T) and shrink toward t = 0: use the fraction of time left, "
+                "t / T, not the progress (T - t) / T."),
+        Mistake("noise at t = 0", _noise_scale_with(NOISE_SCHEDULES, zero_at_end=False),
+                "No noise is added at the last step: return 0.0 when t == 0 (the exponential schedule is not 0 "
+                "there by itself)."),
+    ],
+    hint="r = t / T; quadratic 0.1 r**2, linear 0.1 r, exponential 0.1 exp(-5 (1 - r)); and 0.0 at t = 0.",
+))
+
+
+# ---------------------------------------------------------------- one blend step
+def _blend_cases():
+    generator = _generator(2)
+    noise, pattern = torch.rand(6, 5, 3, generator=generator), torch.rand(6, 5, 3, generator=generator)
+    z = torch.randn(6, 5, 3, generator=generator)
+    return [Case((noise, pattern, 50, 50, z), label="t = T = 50: the noise plus 0.1 z"),
+            Case((noise, pattern, 40, 50, z), label="t=40, T=50"),
+            Case((noise, pattern, 3, 10, z, "smoothstep", "linear"), label="t=3, T=10, smoothstep, linear"),
+            Case((noise, pattern, 0, 50, z), label="t=0: the pattern"),
+            Case((noise, pattern, 10, 50, z, "quartic", "exponential"), label="t=10, T=50, quartic, exponential")]
+
+
+def _blend_with(strength_of=lambda t, T, easing: ease(progress_of(t, T), easing), scale_of=noise_scale, clip=True):
+    def wrong(noise, pattern, t, T, z, easing="cubic", noise_schedule="quadratic"):
+        strength = strength_of(t, T, easing)
+        current = noise * (1 - strength) + pattern * strength + scale_of(t, T, noise_schedule) * z
+        return current.clip(0, 1) if clip else current
+    return wrong
+
+
+register(Exercise(
+    id="02.blend_step",
+    title="one step of the demo's reverse process",
+    reference=procedural.blend_step,
+    cases=_blend_cases,
+    mistakes=[
+        Mistake("easing of t/T", _blend_with(strength_of=lambda t, T, easing: ease(t / T, easing)),
+                "Ease the progress (T - t) / T, not t / T: the strength must be 0 at t = T (pure noise) and 1 at "
+                "t = 0 (pure pattern)."),
+        Mistake("no clip", _blend_with(clip=False),
+                "Clip the result to [0, 1] (.clip(0, 1)): the injected noise pushes some pixels outside."),
+        Mistake("no easing", _blend_with(strength_of=lambda t, T, easing: progress_of(t, T)),
+                "The blend weight is the eased progress, s = ease((T - t) / T, easing), not the progress itself."),
+        Mistake("schedule ignored", _blend_with(scale_of=lambda t, T, noise_schedule: noise_scale(t, T)),
+                "Pass `noise_schedule` on: the injected noise is g(t) for the chosen schedule, not always the "
+                "quadratic one."),
+    ],
+    hint="s = ease((T - t) / T, easing); return (noise * (1 - s) + pattern * s + noise_scale(t, T, noise_schedule) * z)"
+         ".clip(0, 1).",
+))
+
+
+# ---------------------------------------------------------------- statistics
+def _stats_cases():
+    return [Case((torch.rand(8, 8, 3, generator=_generator(3)),), label="an 8x8 RGB image"),
+            Case((torch.tensor([0.0, 1.0, 1.0, 1.0], dtype=torch.float64).reshape(2, 2, 1),),
+                 label="four pixels 0, 1, 1, 1"),
+            Case((torch.rand(5, 7, 1, generator=_generator(4)) * 0.5 + 0.25,), label="a grey image in [0.25, 0.75]")]
+
+
+def _stats_ddof_1(image):
+    return image.mean().item(), image.std().item(), image.min().item(), image.max().item()
+
+
+def _stats_variance(image):
+    mean = image.mean()
+    return mean.item(), ((image - mean) ** 2).mean().item(), image.min().item(), image.max().item()
+
+
+def _stats_per_channel(image):
+    channels = image.reshape(-1, image.shape[-1])
+    return (channels.mean(0).mean().item(), channels.std(0, correction=0).mean().item(),
+            channels.min(0).values.mean().item(), channels.max(0).values.mean().item())
+
+
+register(Exercise(
+    id="02.image_stats",
+    title="the statistics record: mean, std, min, max",
+    reference=procedural.image_stats,
+    cases=_stats_cases,
+    mistakes=[
+        Mistake("std divides by N - 1", _stats_ddof_1,
+                "torch's .std() divides by N - 1 by default; the seed's statistics, like np.std, divide by N: "
+                "use image.std(correction=0), or ((image - mean) ** 2).mean().sqrt()."),
+        Mistake("variance", _stats_variance,
+                "That is the variance; the standard deviation is its square root."),
+        Mistake("per channel, then averaged", _stats_per_channel,
+                "Take each statistic over all pixels and all channels at once, not per channel and then averaged: "
+                "the std of the whole image includes the differences between channels."),
+    ],
+    hint="Return four Python floats (use .item()): image.mean(), the std dividing by N (correction=0), "
+         "image.min(), image.max(), all over every pixel and channel.",
+))
