@@ -162,7 +162,9 @@ CHANNEL_MODES = {1: "L", 3: "RGB"}
 
 
 def _image_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    # Hidden files are skipped: macOS leaves "._name.png" companions that are not pictures.
+    return sorted(p for p in directory.iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
 
 
 def _load_picture(path: Path, size: int, channels: int) -> torch.Tensor:

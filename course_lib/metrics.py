@@ -276,7 +276,8 @@ REPORT_ROWS = (("confident_fraction", "confident fraction (p_max >= 0.9)", "high
 
 def report(samples: torch.Tensor, seed: int = 0) -> str:
     """A table of every metric for the samples beside the same metric for as many real test images."""
-    ours, real = evaluate_samples(samples), real_data_floor(min(len(samples), 359), seed)
+    ours = evaluate_samples(samples)
+    real = real_data_floor(min(ours["n"], len(load_digits("test"))), seed)
     lines = [f"{'metric':38s} {'samples':>9s} {'real':>9s}   (n = {ours['n']} samples, {real['n']} real)"]
     for key, label, meaning in REPORT_ROWS:
         lines.append(f"{label:38s} {ours[key]:9.3f} {real[key]:9.3f}   {meaning}")

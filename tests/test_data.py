@@ -120,6 +120,7 @@ def test_flat_folder_composites_transparency_on_white(tmp_path):
     save_sprite(tmp_path / "b.png", (0, 0, 0), alpha=0)          # fully transparent: must become white
     save_sprite(tmp_path / "c.jpg", (0, 0, 255), mode="RGB")     # JPEG, no alpha
     (tmp_path / "notes.txt").write_text("not a picture")
+    (tmp_path / "._a.png").write_bytes(b"macOS metadata, not a PNG")
     dataset = data.load_image_folder(tmp_path, size=8)
     assert dataset.images.shape == (3, 3, 8, 8) and dataset.labels is None
     red, clear, blue = dataset.images
