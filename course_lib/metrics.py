@@ -241,7 +241,7 @@ def evaluate_samples(samples: torch.Tensor, classifier: nn.Module | None = None)
     samples = _check_digits(samples)
     classifier = classifier or load_classifier()
     train = load_digits("train").images
-    probs = F.softmax(classifier(samples), dim=1)
+    probs = class_probabilities(samples, classifier)
     histogram = class_histogram(probs)
     nn_distances = nearest_neighbour_distances(samples, train)
     return {"n": samples.shape[0],
