@@ -12,7 +12,7 @@
 Conventions: images (B, C, H, W) float; timesteps t int64 (B,) 0-based (t in {0, ..., T-1}); class
 labels y int64 (B,) in {0, ..., num_classes - 1}, or the null class ``num_classes`` meaning "no label"
 (classifier-free guidance trains with some labels replaced by it; ``y=None`` means all null).
-Sizes that are not a multiple of 2^(levels - 1), such as 28 px with three levels, are padded by
+Sizes that are not a multiple of 2^(levels - 1), such as 28 px with four levels, are padded by
 edge replication on entry and cropped back on exit.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = MAX_PERI
         PE(t, 2i) = sin(t / max_period^(2i/dim)),   PE(t, 2i+1) = cos(t / max_period^(2i/dim)),   i = 0 .. dim/2 - 1
 
     t: (B,) integer or float timesteps. Returns float32 (B, dim) with values in [-1, 1].
-    Column pairs (2i, 2i+1) share one frequency; frequencies fall geometrically from 1 to 1/max_period,
+    Column pairs (2i, 2i+1) share one frequency; frequencies fall geometrically from 1 to nearly 1/max_period,
     so nearby timesteps differ in the fast columns and distant ones in the slow columns too.
     """
     require_tensor(t, "t")
