@@ -16,9 +16,8 @@ def build_notebooks(args: argparse.Namespace) -> int:
     from .authoring import AuthoringError, build, execute_solutions
 
     try:
-        if args.execute:
-            print(f"executing every notebook in {args.solutions} (stores reference outputs) ...", flush=True)
-            execute_solutions(args.solutions)
+        if args.execute is not None:
+            execute_solutions(args.solutions, args.execute)
         differing = build(args.solutions, args.notebooks, check=args.check)
     except AuthoringError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -105,8 +104,9 @@ def make_parser() -> argparse.ArgumentParser:
                                             "are cleared.")
     build.add_argument("--check", action="store_true",
                        help="write nothing; exit 1 if notebooks/ differs from what the build would write")
-    build.add_argument("--execute", action="store_true",
-                       help="first run every solution notebook and store its outputs")
+    build.add_argument("--execute", nargs="*", metavar="NAME",
+                       help="first run the solution notebooks (all, or those whose names start with NAME) "
+                            "and store their outputs")
     build.add_argument("--solutions", type=Path, default=ROOT / "solutions", help="default: %(default)s")
     build.add_argument("--notebooks", type=Path, default=ROOT / "notebooks", help="default: %(default)s")
     build.set_defaults(run=build_notebooks)

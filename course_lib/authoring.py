@@ -134,12 +134,23 @@ def build(solutions_dir: Path, notebooks_dir: Path, check: bool = False) -> list
     return differing + [f"{name} (no solution notebook)" for name in strays]
 
 
-def execute_solutions(solutions_dir: Path, timeout: int = 600) -> None:
-    """Run every solution notebook top to bottom and store its outputs (the instructors' reference figures)."""
+def execute_solutions(solutions_dir: Path, names: list[str] | None = None, timeout: int = 600) -> None:
+    """Run solution notebooks top to bottom and store their outputs (the instructors' reference figures).
+
+    names: notebook names or prefixes ("01", "03_unet"); every notebook when empty. The stored widget
+    state is dropped: it adds hundreds of kilobytes per notebook, and the widgets re-render when run.
+    """
     from nbclient import NotebookClient
 
-    for path in sorted(Path(solutions_dir).glob(NOTEBOOK_GLOB)):
+    paths = sorted(Path(solutions_dir).glob(NOTEBOOK_GLOB))
+    if names:
+        paths = [path for path in paths if any(path.name.startswith(name) for name in names)]
+        if not paths:
+            raise AuthoringError(f"no solution notebook in {solutions_dir} starts with any of {names}")
+    for path in paths:
+        print(f"executing {path} ...", flush=True)
         notebook = nbformat.read(path, as_version=4)
         NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                        resources={"metadata": {"path": str(path.parent)}}).execute()
+        notebook.metadata.pop("widgets", None)
         path.write_text(nbformat.writes(notebook) + "\n", encoding="utf-8")

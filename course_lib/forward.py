@@ -30,8 +30,8 @@ def q_sample(x0: torch.Tensor, t, noise: torch.Tensor, schedule: NoiseSchedule) 
     x0, noise: (B, ...); t: int or (B,). Returns x_t of shape (B, ...).
     """
     _check(schedule, x0=x0, noise=noise)
-    alpha_bar = gather(schedule.alpha_bars, t, x0)
-    return alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
+    return (gather(schedule.sqrt_alpha_bars, t, x0) * x0
+            + gather(schedule.sqrt_one_minus_alpha_bars, t, x0) * noise)
 
 
 def q_posterior(x0: torch.Tensor, x_t: torch.Tensor, t, schedule: NoiseSchedule):
@@ -43,59 +43,47 @@ def q_posterior(x0: torch.Tensor, x_t: torch.Tensor, t, schedule: NoiseSchedule)
     At t = 0, abar_{-1} = 1: the mean is x0 and the variance 0.
     """
     _check(schedule, x0=x0, x_t=x_t)
-    alpha_bar = gather(schedule.alpha_bars, t, x0)
-    alpha_bar_prev = gather(schedule.alpha_bars_prev, t, x0)
-    beta = gather(schedule.betas, t, x0)
-    coef_x0 = alpha_bar_prev.sqrt() * beta / (1 - alpha_bar)
-    coef_xt = (1 - beta).sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar)
-    variance = gather(schedule.posterior_variance, t, x0)
-    return coef_x0 * x0 + coef_xt * x_t, variance
+    mean = gather(schedule.posterior_mean_coef_x0, t, x0) * x0 + gather(schedule.posterior_mean_coef_xt, t, x0) * x_t
+    return mean, gather(schedule.posterior_variance, t, x0)
 
 
 def predict_x0(x_t: torch.Tensor, t, eps: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
     """Invert q_sample for x0 given the noise: x0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t). Shapes (B, ...)."""
     _check(schedule, x_t=x_t, eps=eps)
-    alpha_bar = gather(schedule.alpha_bars, t, x_t)
-    return (x_t - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
+    return (x_t - gather(schedule.sqrt_one_minus_alpha_bars, t, x_t) * eps) / gather(schedule.sqrt_alpha_bars, t, x_t)
 
 
 def predict_eps(x_t: torch.Tensor, t, x0: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
     """Invert q_sample for the noise given x0: eps = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t). Shapes (B, ...)."""
     _check(schedule, x_t=x_t, x0=x0)
-    alpha_bar = gather(schedule.alpha_bars, t, x_t)
-    return (x_t - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()
+    return (x_t - gather(schedule.sqrt_alpha_bars, t, x_t) * x0) / gather(schedule.sqrt_one_minus_alpha_bars, t, x_t)
 
 
 def v_target(x0: torch.Tensor, eps: torch.Tensor, t, schedule: NoiseSchedule) -> torch.Tensor:
     """Velocity (Salimans & Ho 2022): v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0. Shapes (B, ...)."""
     _check(schedule, x0=x0, eps=eps)
-    alpha_bar = gather(schedule.alpha_bars, t, x0)
-    return alpha_bar.sqrt() * eps - (1 - alpha_bar).sqrt() * x0
+    return gather(schedule.sqrt_alpha_bars, t, x0) * eps - gather(schedule.sqrt_one_minus_alpha_bars, t, x0) * x0
 
 
 def x0_from_v(x_t: torch.Tensor, t, v: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
     """x0 = sqrt(abar_t) x_t - sqrt(1 - abar_t) v: the rotation that defines v, undone. Shapes (B, ...)."""
     _check(schedule, x_t=x_t, v=v)
-    alpha_bar = gather(schedule.alpha_bars, t, x_t)
-    return alpha_bar.sqrt() * x_t - (1 - alpha_bar).sqrt() * v
+    return gather(schedule.sqrt_alpha_bars, t, x_t) * x_t - gather(schedule.sqrt_one_minus_alpha_bars, t, x_t) * v
 
 
 def eps_from_v(x_t: torch.Tensor, t, v: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
     """eps = sqrt(1 - abar_t) x_t + sqrt(abar_t) v. Shapes (B, ...)."""
     _check(schedule, x_t=x_t, v=v)
-    alpha_bar = gather(schedule.alpha_bars, t, x_t)
-    return (1 - alpha_bar).sqrt() * x_t + alpha_bar.sqrt() * v
+    return gather(schedule.sqrt_one_minus_alpha_bars, t, x_t) * x_t + gather(schedule.sqrt_alpha_bars, t, x_t) * v
 
 
 def score_from_eps(eps: torch.Tensor, t, schedule: NoiseSchedule) -> torch.Tensor:
     """Score of q(x_t) from the optimal noise prediction: grad log q(x_t) = -eps / sqrt(1 - abar_t). Shapes (B, ...)."""
     _check(schedule, eps=eps)
-    alpha_bar = gather(schedule.alpha_bars, t, eps)
-    return -eps / (1 - alpha_bar).sqrt()
+    return -eps / gather(schedule.sqrt_one_minus_alpha_bars, t, eps)
 
 
 def eps_from_score(score: torch.Tensor, t, schedule: NoiseSchedule) -> torch.Tensor:
     """eps = -sqrt(1 - abar_t) * score, the inverse of ``score_from_eps``. Shapes (B, ...)."""
     _check(schedule, score=score)
-    alpha_bar = gather(schedule.alpha_bars, t, score)
-    return -(1 - alpha_bar).sqrt() * score
+    return -gather(schedule.sqrt_one_minus_alpha_bars, t, score) * score

@@ -57,7 +57,10 @@ class NoiseSchedule:
         betas, alphas = 1 - betas, alpha_bars = cumprod(alphas),
         alpha_bars_prev (alpha_bars shifted right, with alpha_bars_prev[0] = 1),
         posterior_variance = beta_tilde_t = (1 - alpha_bars_prev) / (1 - alpha_bars) * betas   (DDPM eq. 7),
-        snr = alpha_bars / (1 - alpha_bars).
+        snr = alpha_bars / (1 - alpha_bars),
+        sqrt_alpha_bars, sqrt_one_minus_alpha_bars, and the two posterior-mean coefficients
+        posterior_mean_coef_x0 = sqrt(abar_{t-1}) beta_t / (1 - abar_t),
+        posterior_mean_coef_xt = sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t)   (DDPM eq. 7).
     """
 
     def __init__(self, betas: torch.Tensor):
@@ -74,6 +77,12 @@ class NoiseSchedule:
         self.alpha_bars_prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alpha_bars[:-1]])
         self.posterior_variance = (1.0 - self.alpha_bars_prev) / (1.0 - self.alpha_bars) * betas
         self.snr = self.alpha_bars / (1.0 - self.alpha_bars)
+        # Coefficients used by the forward module, computed here in float64 because
+        # 1 - alpha_bar near t = 0 is a difference of nearly equal numbers.
+        self.sqrt_alpha_bars = self.alpha_bars.sqrt()
+        self.sqrt_one_minus_alpha_bars = (1.0 - self.alpha_bars).sqrt()
+        self.posterior_mean_coef_x0 = self.alpha_bars_prev.sqrt() * betas / (1.0 - self.alpha_bars)
+        self.posterior_mean_coef_xt = self.alphas.sqrt() * (1.0 - self.alpha_bars_prev) / (1.0 - self.alpha_bars)
 
     @property
     def T(self) -> int:

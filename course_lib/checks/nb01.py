@@ -225,6 +225,7 @@ register(Exercise(
     title="x0 from x_t and the noise",
     reference=forward.predict_x0,
     cases=lambda: _conversion_cases(20),
+    rtol=1e-4,  # dividing by sqrt(alpha_bar) near the end of the chain magnifies float32 rounding
     mistakes=[
         Mistake("no division", lambda x_t, t, eps, s: x_t - (1 - _ab(s, t, x_t)).sqrt() * eps,
                 "After removing the noise, x_t still holds sqrt(alpha_bar) * x0: divide by sqrt(alpha_bar_t)."),
