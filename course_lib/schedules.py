@@ -29,11 +29,6 @@ def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> to
     return torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
 
 
-def cosine_alpha_bar(u: torch.Tensor, s: float = 0.008) -> torch.Tensor:
-    """Nichol & Dhariwal (2021), eq. 17 before normalisation: f(u) = cos^2(pi/2 * (u + s) / (1 + s)), u in [0, 1]."""
-    return torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
-
-
 def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
     """Nichol & Dhariwal (2021): beta_t = min(1 - f((t+1)/T) / f(t/T), max_beta) for 0-based t.
 
@@ -46,7 +41,7 @@ def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Ten
     if not 0.0 < max_beta < 1.0:
         raise ValueError(f"expected 0 < max_beta < 1, got max_beta={max_beta}")
     u = torch.arange(T + 1, dtype=torch.float64) / T
-    f = cosine_alpha_bar(u, s)
+    f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2      # eq. 17 before normalising by f(0)
     return torch.clamp(1 - f[1:] / f[:-1], max=max_beta)
 
 

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from ._validate import require_float_tensor
+from ._validate import require_float_tensor, require_int
 from .schedules import NoiseSchedule, check_timesteps
 
 
@@ -67,6 +67,7 @@ class GaussianMixture:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n points of the clean data distribution, shape (n, D), float32."""
+        require_int(n, "n", minimum=1)
         components = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         z = torch.randn(n, self.dim, dtype=torch.float64, generator=generator)
         chol = torch.linalg.cholesky(self.covariances)[components]

@@ -4,17 +4,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ._validate import require_tensor
+
 
 def to_display(images: torch.Tensor) -> torch.Tensor:
     """Map model-range images [-1, 1] to display range [0, 1] (clamped)."""
+    require_tensor(images, "images")
     return ((images.detach().float().cpu() + 1) / 2).clamp(0, 1)
 
 
 def image_grid(images: torch.Tensor, ncols: int | None = None, pad: int = 1) -> np.ndarray:
     """Tile (N, C, H, W) images in [-1, 1] into one (rows*H, cols*W, C) array in [0, 1] for imshow."""
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        raise ValueError(f"images must be a tensor of shape (N, C, H, W), got "
-                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+    require_tensor(images, "images")
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
     n, c, h, w = images.shape
     ncols = ncols or int(np.ceil(np.sqrt(n)))
     nrows = int(np.ceil(n / ncols))

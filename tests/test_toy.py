@@ -89,3 +89,5 @@ def test_bad_input(mixture, schedule):
         optimal_denoiser(torch.zeros(2, 3), 0, torch.zeros(5, 4), schedule)
     with pytest.raises(TypeError, match="NoiseSchedule"):
         mixture.score(torch.zeros(4, 3), 0, None)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        mixture.sample(0)

@@ -1,0 +1,24 @@
+import numpy as np
+import pytest
+import torch
+
+from course_lib.viz import image_grid, to_display
+
+
+def test_to_display_maps_model_range_to_unit_range():
+    shown = to_display(torch.tensor([-1.0, 0.0, 1.0, 3.0]))
+    assert torch.equal(shown, torch.tensor([0.0, 0.5, 1.0, 1.0]))
+
+
+def test_image_grid_places_each_image_in_its_tile():
+    images = torch.stack([torch.full((3, 2, 4), value) for value in (-1.0, 0.0, 1.0)])   # (3, 3, 2, 4)
+    grid = image_grid(images, ncols=2, pad=1)
+    assert grid.shape == (2 * 2 + 1, 2 * 4 + 1, 3)
+    assert np.all(grid[:2, :4] == 0.0) and np.all(grid[:2, 5:] == 0.5) and np.all(grid[3:, :4] == 1.0)
+    assert np.all(grid[2] == 1.0), "padding is white"
+
+
+@pytest.mark.parametrize("bad, error", [(np.zeros((2, 1, 4, 4)), TypeError), (torch.zeros(1, 4, 4), ValueError)])
+def test_bad_images_are_named(bad, error):
+    with pytest.raises(error, match="images"):
+        image_grid(bad)
