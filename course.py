@@ -62,6 +62,9 @@ def main(argv: list[str]) -> int:
     python = ensure_installed()
     if command == "lab":
         args = [str(python), "-m", "jupyterlab", f"--ServerApp.root_dir={ROOT}", FIRST_NOTEBOOK, *extra]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            # Containers often run as root, where JupyterLab refuses to start without this flag.
+            args.append("--allow-root")
     else:
         args = [str(python), "-m", "pytest", *extra]
     return subprocess.run(args, cwd=ROOT).returncode
