@@ -1,6 +1,8 @@
 """Input checks shared by the library: each raises a message naming what was expected and what came."""
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 
@@ -26,11 +28,12 @@ def require_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: st
 
 
 def require_int(value, name: str, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    """An integer (Python or NumPy), returned as a Python int; bool is refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+    return int(value)
 
 
 def require_choice(value, name: str, choices) -> str:

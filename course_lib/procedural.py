@@ -38,6 +38,7 @@ returns it bit for bit), so 512 x 512 x 3 with steps saved peaks near 22 MiB.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,8 +71,14 @@ _NOISE_STREAM, _PATTERN_STREAM, _STEP_STREAM = 0, 1, 2
 
 
 # ---------------------------------------------------------------- the formulas
+def _check_step(t: int, T: int) -> None:
+    if not (isinstance(T, numbers.Integral) and T >= 1 and 0 <= t <= T):
+        raise ValueError(f"expected an integer T >= 1 and a step t in 0..T, got t={t!r}, T={T!r}")
+
+
 def progress_of(t: int, T: int) -> float:
     """How far the reverse process has come: (T - t) / T, from 0 at t = T to 1 at t = 0."""
+    _check_step(t, T)
     return (T - t) / T
 
 
@@ -90,6 +97,7 @@ def noise_scale(t: int, T: int, noise_schedule: str = "quadratic") -> float:
     quadratic (the seed's): g = 0.1 (t/T)^2;  linear: g = 0.1 t/T;  exponential: g = 0.1 exp(-5 (T - t)/T).
     """
     shape = NOISE_SCHEDULES[require_choice(noise_schedule, "noise schedule", NOISE_SCHEDULES)]
+    _check_step(t, T)
     return 0.0 if t == 0 else MAX_NOISE * shape(t / T)
 
 
@@ -205,7 +213,8 @@ def step_noise(seed: int, t: int, shape: tuple) -> np.ndarray:
 class ProceduralResult:
     """What ``generate`` returns.
 
-    image:  (H, W, C) float32 in [0, 1], the image at t = 0 (the same array as steps[-1] when steps are kept).
+    image:  (H, W, C) float32 in [0, 1], the image at t = 0: a read-only array, the same one as
+            steps[-1] when steps are kept (copy it to edit it).
     steps:  the images at every t with t mod 10 == 0, from T down to 0, when save_steps; else empty.
     step_t: the t of each image in ``steps``.
     stats:  one record per t with t mod 5 == 0, from T down to 0: dicts with keys STAT_KEYS.
@@ -279,6 +288,7 @@ def generate(height: int, width: int, channels: int = 3, T: int = 50, seed: int 
     validate_arguments(height, width, channels, T, seed, easing, noise_schedule)
     noise = make_noise(height, width, channels, seed)
     pattern = make_pattern(height, width, channels, seed)
+    pattern.setflags(write=False)   # it is also the final image and steps[-1]: no silent edits through one of them
     result = ProceduralResult(image=pattern)
     recorded = range(T - T % STATS_EVERY, -1, -STATS_EVERY)   # every image kept is also a stats step
     if show_progress:
