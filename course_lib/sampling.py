@@ -31,7 +31,7 @@ from torch import nn
 
 from ._validate import require_choice, require_float_tensor, require_int, require_same_shape, require_tensor
 from .forward import predict_eps, predict_x0, q_posterior
-from .schedules import NoiseSchedule, check_timesteps, gather
+from .schedules import NoiseSchedule, as_timestep_tensor, check_timesteps, gather
 
 SAMPLERS = ("ddpm", "ddim")
 TRAJECTORY_FRAMES = 50      # default number of recorded steps, so animations of 1000-step runs stay small
@@ -72,20 +72,9 @@ def _check_earlier_timesteps(earlier, later: torch.Tensor, earlier_name: str, la
     Every value must satisfy -1 <= earlier < later (elementwise; ``later`` is already a checked tensor), and
     the two must hold 1 timestep or one per batch item.
     """
-    if isinstance(earlier, bool):
-        raise TypeError(f"{earlier_name} must be an int or an integer tensor, got bool")
-    if isinstance(earlier, int):
-        earlier = torch.tensor([earlier])
-    elif isinstance(earlier, torch.Tensor):
-        if earlier.is_floating_point() or earlier.is_complex() or earlier.dtype == torch.bool:
-            raise TypeError(f"{earlier_name} must hold integer timesteps, got dtype {earlier.dtype}")
-        if earlier.ndim > 1:
-            raise ValueError(f"{earlier_name} must be an int or a tensor of shape (B,), got shape {tuple(earlier.shape)}")
-        earlier = earlier.reshape(-1).to(device="cpu", dtype=torch.int64)
-    else:
-        raise TypeError(f"{earlier_name} must be an int or an integer tensor, got {type(earlier).__name__}")
+    earlier = as_timestep_tensor(earlier, earlier_name)
     sizes = {earlier.numel(), later.numel()} | ({batch} if batch is not None else set())
-    if len(sizes - {1}) > 1 or earlier.numel() == 0:
+    if len(sizes - {1}) > 1:
         raise ValueError(f"{later_name} and {earlier_name} must each hold 1 timestep or one per batch item; got "
                          f"{later.numel()} and {earlier.numel()}" + (f" for a batch of {batch}" if batch else ""))
     if earlier.min() < -1:

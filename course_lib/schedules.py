@@ -9,6 +9,7 @@ and device when they are used.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -102,26 +103,33 @@ class NoiseSchedule:
                 f"alpha_bar[T-1]={self.alpha_bars[-1].item():.3g})")
 
 
+def as_timestep_tensor(t, name: str = "t") -> torch.Tensor:
+    """``t`` (an int, or an integer tensor of shape () or (B,)) as a non-empty CPU int64 tensor of shape (B,) or (1,).
+
+    Checks the type only; ``check_timesteps`` adds the range and batch checks.
+    """
+    if isinstance(t, bool):
+        raise TypeError(f"{name} must be an int or an integer tensor, got bool")
+    if isinstance(t, numbers.Integral):
+        t = torch.tensor([int(t)])
+    elif isinstance(t, torch.Tensor):
+        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+            raise TypeError(f"{name} must hold integer timesteps, got dtype {t.dtype}")
+        if t.ndim > 1:
+            raise ValueError(f"{name} must be an int or a tensor of shape (B,), got shape {tuple(t.shape)}")
+    else:
+        raise TypeError(f"{name} must be an int or an integer tensor, got {type(t).__name__}")
+    if t.numel() == 0:
+        raise ValueError(f"{name} must hold at least one timestep")
+    return t.reshape(-1).to(device="cpu", dtype=torch.int64)
+
+
 def check_timesteps(t, T: int, batch: int | None = None) -> torch.Tensor:
     """Turn ``t`` (an int, or an integer tensor of shape () or (B,)) into a CPU int64 tensor of shape (B,).
 
     Raises when a timestep lies outside {0, ..., T-1} or the batch size disagrees with ``batch``.
     """
-    if isinstance(t, bool):
-        raise TypeError("t must be an int or an integer tensor, got bool")
-    if isinstance(t, int):
-        t = torch.tensor([t])
-    elif isinstance(t, torch.Tensor):
-        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-            raise TypeError(f"t must hold integer timesteps, got dtype {t.dtype}")
-        if t.ndim > 1:
-            raise ValueError(f"t must be an int or a tensor of shape (B,), got shape {tuple(t.shape)}")
-        t = t.reshape(-1)
-    else:
-        raise TypeError(f"t must be an int or an integer tensor, got {type(t).__name__}")
-    t = t.to(device="cpu", dtype=torch.int64)
-    if t.numel() == 0:
-        raise ValueError("t must hold at least one timestep")
+    t = as_timestep_tensor(t)
     if t.min() < 0 or t.max() >= T:
         raise ValueError(f"timesteps must lie in 0..{T - 1} (0-based, T={T}); got values from "
                          f"{t.min().item()} to {t.max().item()}")
