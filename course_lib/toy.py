@@ -123,6 +123,23 @@ class GaussianMixture:
         per_component = self.means + alpha_bar.sqrt()[:, None, None] * (self.covariances @ solved[..., None])[..., 0]
         return (resp[..., None] * per_component).sum(1).to(x.dtype)
 
+    def log_responsibilities(self, x: torch.Tensor, t, schedule: NoiseSchedule) -> torch.Tensor:
+        """log p(k | x_t = x) = log w_k N(x; m_tk, Sigma_tk) - log q_t(x); shape (B, K), float64.
+
+        The exact noise-aware classifier when the components are the classes. Differentiable in x, so
+        autograd gives grad_x log p(k | x_t), the term classifier guidance adds to the score.
+        """
+        self._check_points(x)
+        _, log_joint, _ = self._posterior_terms(x, _alpha_bar(t, schedule, x.shape[0]))
+        return torch.log_softmax(log_joint, dim=1)
+
+    def component(self, k: int) -> "GaussianMixture":
+        """Component k alone, N(mu_k, Sigma_k), as a one-component mixture: the class-conditional p(x | k)."""
+        k = require_int(k, "k", minimum=0)
+        if k >= len(self.weights):
+            raise ValueError(f"k must lie in 0..{len(self.weights) - 1}, got {k}")
+        return GaussianMixture(self.means[k:k + 1], self.covariances[k:k + 1])
+
 
 def optimal_denoiser(x_t: torch.Tensor, t, data: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
     """E[x0 | x_t] when x0 is drawn uniformly from a finite data set.
