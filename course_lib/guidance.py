@@ -84,7 +84,10 @@ def _timesteps_for(t, x_t: torch.Tensor) -> torch.Tensor:
     t = torch.as_tensor(t, device=x_t.device)
     if t.is_floating_point() or t.dtype == torch.bool:
         raise TypeError(f"t must hold integer timesteps, got dtype {t.dtype}")
-    return t.to(torch.int64).reshape(-1).expand(x_t.shape[0])
+    t = t.to(torch.int64).reshape(-1)
+    if t.numel() not in (1, x_t.shape[0]):
+        raise ValueError(f"t must hold 1 or {x_t.shape[0]} timesteps (one per batch item), got {t.numel()}")
+    return t.expand(x_t.shape[0])
 
 
 # ---------------------------------------------------------------- classifier-free guidance

@@ -7,6 +7,7 @@ import torch
 from course_lib import guidance, sampling
 from course_lib.schedules import NoiseSchedule
 from course_lib.toy import GaussianMixture
+from course_lib.unet import UNet
 
 N_SAMPLES = 4000
 CLASS = 1
@@ -199,6 +200,22 @@ def test_inpainting_is_deterministic_with_a_seed(correlated, schedule):
     assert torch.equal(first, second) and not torch.equal(first, other)
 
 
+# ---------------------------------------------------------------- the course's U-Net
+def test_guidance_and_inpainting_run_with_a_class_conditional_unet(schedule):
+    torch.manual_seed(0)
+    net = UNet(in_channels=1, base_channels=8, channel_mults=(1, 2), num_classes=10)
+    x, t = torch.randn(3, 1, 8, 8), torch.tensor([5, 50, 99])
+    with torch.no_grad():
+        guided = guidance.cfg_model(net, torch.tensor([1, 4, 9]), 3.0, null_class=net.num_classes)(x, t)
+        cond, uncond = net(x, t, y=torch.tensor([1, 4, 9])), net(x, t)
+    assert torch.allclose(guided, uncond + 3.0 * (cond - uncond), atol=1e-5)
+    known, mask = torch.rand(3, 1, 8, 8) * 2 - 1, torch.zeros(1, 1, 8, 8)
+    mask[..., :, :4] = 1
+    filled = guidance.inpaint(guidance.cfg_model(net, 2, 2.0, 10), schedule, known, mask, steps=5, sampler="ddim",
+                              seed=0, progress=False)
+    assert torch.equal(filled[..., :4], known[..., :4]) and torch.isfinite(filled).all()
+
+
 # ---------------------------------------------------------------- bad inputs
 def test_bad_inputs_raise_clear_errors(mixture, schedule):
     model = conditional_model(mixture, schedule)
@@ -215,6 +232,8 @@ def test_bad_inputs_raise_clear_errors(mixture, schedule):
         guidance.cfg_model(model, torch.tensor([1.0, 0.0, 1.0]), 1.0, 3)
     with pytest.raises(ValueError, match="holds 2 labels but x_t holds a batch of 3"):
         guidance.cfg_model(model, torch.tensor([1, 0]), 1.0, 3)(x, 5)
+    with pytest.raises(ValueError, match="1 or 3 timesteps"):
+        guidance.cfg_model(model, 1, 1.0, 3)(x, torch.tensor([1, 2]))
     with pytest.raises(TypeError, match="callable"):
         guidance.cfg_model("net", 1, 1.0, 3)
     with pytest.raises(ValueError, match="one shape"):
