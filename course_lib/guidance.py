@@ -23,7 +23,7 @@ import torch
 
 from ._validate import require_choice, require_float_tensor, require_int, require_tensor
 from .forward import q_sample
-from .sampling import (SAMPLERS, _evaluation_mode, _make_generator, _plan, _predict_noise, ddim_step,
+from .sampling import (SAMPLERS, evaluation_mode, make_generator, sampling_plan, predict_noise, ddim_step,
                        ddpm_step)
 from .schedules import NoiseSchedule, gather
 
@@ -246,18 +246,18 @@ def inpaint(model, schedule: NoiseSchedule, known: torch.Tensor, mask: torch.Ten
     require_float_tensor(known, "known")
     mask = _check_mask(mask, known)
     require_choice(sampler, "sampler", SAMPLERS)
-    pairs = _plan(sampler, schedule.T, steps, eta)
+    pairs = sampling_plan(sampler, schedule.T, steps, eta)
     resample = require_int(resample, "resample", minimum=1)
-    generator = _make_generator(seed)
+    generator = make_generator(seed)
 
     from tqdm.auto import tqdm      # imported here: only runs need it
     x = torch.randn(known.shape, generator=generator, dtype=known.dtype).to(known.device)
-    with _evaluation_mode(model):
+    with evaluation_mode(model):
         for t, t_prev in tqdm(pairs, desc="inpainting", unit="step", disable=not progress):
             for attempt in range(resample):
                 if attempt > 0:
                     x = _forward_jump(x_prev, t_prev, t, schedule, generator)
-                eps = _predict_noise(model, x, t, {})
+                eps = predict_noise(model, x, t, {})
                 if sampler == "ddpm":
                     generated = ddpm_step(x, t, eps, schedule, generator=generator)
                 else:

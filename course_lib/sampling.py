@@ -231,7 +231,7 @@ class Trajectory:
 
 
 @contextmanager
-def _evaluation_mode(model):
+def evaluation_mode(model):
     """torch.no_grad(), plus eval() when model is an nn.Module; every submodule's own mode is restored afterwards."""
     modes = [(module, module.training) for module in model.modules()] if isinstance(model, nn.Module) else []
     if isinstance(model, nn.Module):
@@ -244,7 +244,8 @@ def _evaluation_mode(model):
             module.training = training
 
 
-def _predict_noise(model, x: torch.Tensor, t: int, model_kwargs: dict) -> torch.Tensor:
+def predict_noise(model, x: torch.Tensor, t: int, model_kwargs: dict) -> torch.Tensor:
+    """model(x, t) for one timestep t shared by the batch, checked to return a tensor of x's shape (the noise)."""
     eps = model(x, torch.full((x.shape[0],), t, dtype=torch.int64, device=x.device), **model_kwargs)
     if not isinstance(eps, torch.Tensor) or eps.shape != x.shape:
         got = tuple(eps.shape) if isinstance(eps, torch.Tensor) else type(eps).__name__
@@ -253,7 +254,7 @@ def _predict_noise(model, x: torch.Tensor, t: int, model_kwargs: dict) -> torch.
     return eps
 
 
-def _make_generator(seed) -> torch.Generator | None:
+def make_generator(seed) -> torch.Generator | None:
     """A CPU generator from an int seed; a given CPU generator as is; None -> None (the global RNG, torch.manual_seed)."""
     if seed is None:
         return None
@@ -272,7 +273,7 @@ def _check_shape(shape) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def _plan(sampler: str, T: int, steps, eta) -> list[tuple[int, int]]:
+def sampling_plan(sampler: str, T: int, steps, eta) -> list[tuple[int, int]]:
     """The (t, t_prev) pairs of a run, from t = T - 1 down to t_prev = -1."""
     if sampler == "ddpm":
         if eta != 0:
@@ -315,8 +316,8 @@ def sample(model, schedule: NoiseSchedule, shape, sampler: str = "ddpm", steps: 
     _check_schedule(schedule)
     require_choice(sampler, "sampler", SAMPLERS)
     shape = _check_shape(shape)
-    pairs = _plan(sampler, schedule.T, steps, eta)
-    generator = _make_generator(seed)
+    pairs = sampling_plan(sampler, schedule.T, steps, eta)
+    generator = make_generator(seed)
     device = torch.device(device)
     if model_kwargs is not None and not isinstance(model_kwargs, dict):
         raise TypeError(f"model_kwargs must be a dict of extra model arguments, got {type(model_kwargs).__name__}")
@@ -333,10 +334,10 @@ def sample(model, schedule: NoiseSchedule, shape, sampler: str = "ddpm", steps: 
 
     from tqdm.auto import tqdm      # imported here: only runs need it, not every import of the module
     frames_t, frames_x, frames_x0 = [], [], []
-    with _evaluation_mode(model):
+    with evaluation_mode(model):
         for i, (t, t_prev) in enumerate(tqdm(pairs, desc=f"{sampler.upper()} sampling", unit="step",
                                              disable=not progress)):
-            eps = _predict_noise(model, x, t, model_kwargs or {})
+            eps = predict_noise(model, x, t, model_kwargs or {})
             if return_trajectory and i % trajectory_every == 0:
                 frames_t.append(t)
                 frames_x.append(x.cpu())
@@ -376,12 +377,12 @@ def ddim_invert(model, x0: torch.Tensor, schedule: NoiseSchedule, steps: int, pr
 
     from tqdm.auto import tqdm
     x = x0
-    with _evaluation_mode(model):
+    with evaluation_mode(model):
         for t, t_next in tqdm(list(zip([-1] + timesteps[:-1], timesteps)), desc="DDIM inversion", unit="step",
                               disable=not progress):
-            x_next = ddim_invert_step(x, t, t_next, _predict_noise(model, x, t_next, model_kwargs or {}), schedule)
+            x_next = ddim_invert_step(x, t, t_next, predict_noise(model, x, t_next, model_kwargs or {}), schedule)
             for _ in range(fixed_point_iterations):
-                x_next = ddim_invert_step(x, t, t_next, _predict_noise(model, x_next, t_next, model_kwargs or {}),
+                x_next = ddim_invert_step(x, t, t_next, predict_noise(model, x_next, t_next, model_kwargs or {}),
                                           schedule)
             x = x_next
     return x

@@ -13,16 +13,6 @@ N_SAMPLES = 4000
 CLASS = 1
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These runs are thousands of tiny 2-D operations: extra threads only add synchronisation, which on a
-    shared machine can make them many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def schedule():
     return NoiseSchedule.linear(T=100, beta_start=1e-3, beta_end=0.2)    # abar_{T-1} ~ 2e-5: x_T is pure noise
