@@ -1,0 +1,325 @@
+"""Training a diffusion model: the L_simple loss, label dropout, EMA, the training loop, checkpoints.
+
+    sample_timesteps   t ~ Uniform{0, ..., T-1}, one per batch item
+    loss_target        what the network learns to output: eps, x0 or v
+    diffusion_loss     L_simple = E_{x0, eps, t} || target - model(x_t, t) ||^2   (Ho et al. 2020, eq. 14)
+    drop_labels        classifier-free guidance training: a label becomes the null class with probability p
+    EMA                theta_ema <- beta theta_ema + (1 - beta) theta
+    train              seeded AdamW loop with clipping, EMA, time or step budget, checkpoints, exact resume
+    save_checkpoint / load_checkpoint   one file holds everything needed to sample or to resume
+
+The shipped checkpoint ``assets/digits_conditional.pt`` was made by the course's own command::
+
+    python -m course_lib train --dataset digits --conditional --steps 4000 --lr 2e-3 --seed 0 \
+        --out runs/digits_conditional.pt --export course_lib/assets/digits_conditional.pt
+
+Shapes: x0 and noise are (B, C, H, W) in [-1, 1]; t is int64 (B,), 0-based; y is int64 (B,) with the
+null class ``num_classes`` meaning "no label".
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._validate import require_choice, require_float_tensor, require_int, require_tensor
+from .data import ImageDataset, iterate_batches
+from .forward import eps_from_v, predict_eps, q_sample, v_target
+from .schedules import NoiseSchedule
+from .unet import UNet
+
+PARAMETERIZATIONS = ("eps", "x0", "v")
+CHECKPOINT_FORMAT = "diffusion-course checkpoint v1"
+ASSET = Path(__file__).resolve().parent / "assets" / "digits_conditional.pt"
+ASSET_COMMAND = ("python -m course_lib train --dataset digits --conditional --steps 4000 --lr 2e-3 --seed 0 "
+                 "--out runs/digits_conditional.pt --export course_lib/assets/digits_conditional.pt")
+
+
+# ---------------------------------------------------------------- the loss
+def sample_timesteps(batch: int, T: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """t ~ Uniform{0, ..., T-1} (0-based: index t is the paper's step t+1), int64 of shape (batch,)."""
+    return torch.randint(0, T, (batch,), generator=generator)
+
+
+def loss_target(x0: torch.Tensor, noise: torch.Tensor, t, schedule: NoiseSchedule, parameterization: str = "eps"):
+    """The regression target for x_t = q_sample(x0, t, noise): noise ("eps"), x0 ("x0") or
+    v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0 ("v", Salimans & Ho 2022). Shapes (B, ...)."""
+    require_choice(parameterization, "parameterization", PARAMETERIZATIONS)
+    if parameterization == "eps":
+        return noise
+    if parameterization == "x0":
+        return x0
+    return v_target(x0, noise, t, schedule)
+
+
+def diffusion_loss(model, x0: torch.Tensor, schedule: NoiseSchedule, t=None, noise=None, y=None,
+                   parameterization: str = "eps", generator: torch.Generator | None = None) -> torch.Tensor:
+    """L_simple (Ho et al. 2020, eq. 14): mean over every element of (target - model(x_t, t, y))^2.
+
+    x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise. x0: (B, C, H, W); t: int64 (B,), drawn uniformly from
+    0..T-1 when None; noise: like x0, drawn from N(0, I) when None. Random draws use ``generator`` on the CPU
+    (then move to x0's device), so a seed gives the same loss on every device. y: labels (B,) for a
+    class-conditional model, passed as model(x_t, t, y=y); None calls model(x_t, t). Returns a scalar.
+    """
+    require_float_tensor(x0, "x0", min_dims=2)
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    require_choice(parameterization, "parameterization", PARAMETERIZATIONS)
+    if t is None:
+        t = sample_timesteps(x0.shape[0], schedule.T, generator)
+    if noise is None:
+        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    t, noise = t.to(x0.device), noise.to(x0.device)
+    x_t = q_sample(x0, t, noise, schedule)
+    output = model(x_t, t) if y is None else model(x_t, t, y=y)
+    return F.mse_loss(output, loss_target(x0, noise, t, schedule, parameterization))
+
+
+def eps_from_output(output: torch.Tensor, x_t: torch.Tensor, t, schedule: NoiseSchedule,
+                    parameterization: str) -> torch.Tensor:
+    """Turn a network output of any parameterization into the noise prediction the samplers use."""
+    if parameterization == "eps":
+        return output
+    if parameterization == "x0":
+        return predict_eps(x_t, t, output, schedule)
+    return eps_from_v(x_t, t, output, schedule)
+
+
+# ---------------------------------------------------------------- classifier-free guidance training
+def drop_labels(y: torch.Tensor, p: float, null_class: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Replace each label (B,) by ``null_class`` independently with probability p (Ho & Salimans 2022).
+
+    One network then learns both eps(x_t, t, y) and the unconditional eps(x_t, t, null), the two
+    predictions classifier-free guidance mixes. Returns a new tensor; y is left untouched.
+    """
+    require_tensor(y, "y")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must lie in [0, 1], got {p}")
+    drop = torch.rand(y.shape, generator=generator).to(y.device) < p
+    return torch.where(drop, torch.full_like(y, null_class), y)
+
+
+# ---------------------------------------------------------------- EMA
+class EMA:
+    """An exponential moving average of a model's parameters: theta_ema <- beta theta_ema + (1 - beta) theta.
+
+    Sampling with the averaged weights smooths out the last optimizer steps' noise. With ``warmup`` the
+    decay starts small, beta_n = min(beta, (1 + n) / (10 + n)) after n updates, so that the average does
+    not remember the random initialisation for thousands of steps. Buffers are copied, not averaged.
+    """
+
+    def __init__(self, model: nn.Module, beta: float = 0.999, warmup: bool = True):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"beta must lie in [0, 1), got {beta}")
+        self.beta, self.warmup, self.updates = beta, warmup, 0
+        self.shadow = {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+    def decay(self) -> float:
+        """The beta of the next update."""
+        return min(self.beta, (1 + self.updates) / (10 + self.updates)) if self.warmup else self.beta
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        beta = self.decay()
+        for name, value in model.state_dict().items():
+            if value.is_floating_point():
+                self.shadow[name].mul_(beta).add_(value.detach(), alpha=1 - beta)
+            else:
+                self.shadow[name].copy_(value)
+        self.updates += 1
+
+    def copy_to(self, model: nn.Module) -> nn.Module:
+        """Load the averaged weights into ``model`` (for sampling); returns it."""
+        model.load_state_dict(self.shadow)
+        return model
+
+    def state_dict(self) -> dict:
+        return {"beta": self.beta, "warmup": self.warmup, "updates": self.updates, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.beta, self.warmup, self.updates = state["beta"], state["warmup"], state["updates"]
+        self.shadow = {name: value.clone() for name, value in state["shadow"].items()}
+
+
+# ---------------------------------------------------------------- checkpoints
+def save_checkpoint(path, payload: dict) -> None:
+    """torch.save to a temporary file in the same directory, then os.replace: the old file survives any failure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(payload, temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def read_checkpoint(path, map_location="cpu") -> dict:
+    """The raw checkpoint dict; FileNotFoundError / ValueError naming the path when missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises many kinds (pickle, zip, EOF) for a damaged file
+        raise ValueError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a diffusion-course checkpoint (expected format {CHECKPOINT_FORMAT!r})")
+    return payload
+
+
+def load_checkpoint(path=ASSET, map_location="cpu"):
+    """(model with the EMA weights, in eval mode; its NoiseSchedule; info dict) from a checkpoint file.
+
+    info holds everything else: unet_config, schedule spec, dataset (name, image_shape, class_names),
+    parameterization, step, loss_history, command, seconds, and the training arguments.
+    """
+    payload = read_checkpoint(path, map_location)
+    model = UNet(**payload["unet_config"])
+    model.load_state_dict(payload["ema"]["shadow"] if payload.get("ema") else payload["model"])
+    schedule = NoiseSchedule.from_name(payload["schedule"]["name"], payload["schedule"]["T"])
+    info = {key: value for key, value in payload.items() if key not in ("model", "ema", "optimizer", "rng")}
+    return model.to(map_location).eval(), schedule, info
+
+
+# ---------------------------------------------------------------- the training loop
+@dataclass
+class TrainResult:
+    """model: the raw weights after the last step; ema: their average (use ``ema.copy_to`` to sample)."""
+    model: UNet
+    ema: EMA
+    step: int
+    loss_history: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _check_budget(steps, max_seconds) -> None:
+    if steps is None and max_seconds is None:
+        raise ValueError("give a budget: steps (a number of optimizer steps) and/or max_seconds")
+    if steps is not None:
+        require_int(steps, "steps", minimum=1)
+    if max_seconds is not None and not max_seconds > 0:
+        raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
+
+
+def train(unet_config: dict, dataset: ImageDataset, schedule: NoiseSchedule, steps: int | None = None,
+          max_seconds: float | None = None, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
+          grad_clip: float = 1.0, ema_decay: float = 0.999, label_dropout: float = 0.1,
+          parameterization: str = "eps", seed: int = 0, checkpoint=None, checkpoint_every: int = 1000,
+          resume: bool = False, dataset_name: str = "custom", command: str | None = None,
+          export=None, progress: bool = True, device="cpu") -> TrainResult:
+    """Train UNet(**unet_config) on ``dataset`` with L_simple until ``steps`` (total) or ``max_seconds`` (this run).
+
+    Each step (Ho et al. 2020, Alg. 1): a mini-batch x0, labels dropped to the null class with probability
+    label_dropout (class-conditional nets only), t ~ U{0..T-1}, noise ~ N(0, I), one AdamW step on
+    diffusion_loss with the gradient norm clipped at grad_clip, then an EMA update.
+
+    Seeded: the initial weights, the batch order, t, noise and dropped labels all come from ``seed``, so the
+    same call gives bit-identical weights. ``checkpoint`` (a path) is written every checkpoint_every steps
+    and at the end; with resume=True training continues from it (same settings), and k steps + resume to N
+    gives the same weights as N steps at once: the checkpoint holds the optimizer, EMA and RNG states, and
+    the batch order is replayed from the seed. ``export`` (a path) also gets, at the end, a copy holding only
+the EMA weights: a small file to ship or to sample from, which cannot be resumed.
+    Returns a TrainResult; its loss_history covers every step since step 0.
+    """
+    _check_budget(steps, max_seconds)
+    require_choice(parameterization, "parameterization", PARAMETERIZATIONS)
+    require_int(seed, "seed", minimum=0)
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs the checkpoint path to resume from")
+    conditional = unet_config.get("num_classes") is not None
+    if conditional and dataset.labels is None:
+        raise ValueError("a class-conditional UNet (num_classes set) needs a labelled dataset; this one has no labels")
+    torch.manual_seed(seed)       # the weight initialisation and any dropout inside the net
+    model = UNet(**unet_config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    ema = EMA(model, ema_decay)
+    generator = torch.Generator().manual_seed(seed)      # t, noise and label dropout
+    step, history, seconds = 0, [], 0.0
+    if resume:
+        state = read_checkpoint(checkpoint, device)
+        if state.get("optimizer") is None:
+            raise ValueError(f"{checkpoint}: holds EMA weights only (an export) and cannot be resumed")
+        expected = {"unet_config": unet_config, "schedule": {"name": _schedule_name(schedule), "T": schedule.T},
+                    "parameterization": parameterization, "seed": seed}
+        for key, value in expected.items():
+            if state[key] != value:
+                raise ValueError(f"{checkpoint}: was trained with {key}={state[key]!r}, cannot resume with {value!r}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        ema.load_state_dict(state["ema"])
+        generator.set_state(state["rng"]["generator"])
+        torch.set_rng_state(state["rng"]["torch"])
+        step, history, seconds = state["step"], list(state["loss_history"]), state["seconds"]
+
+    batches = iterate_batches(dataset, batch_size, seed=seed)
+    for _ in range(step):          # replay the batch order up to where the checkpoint stopped
+        next(batches)
+
+    def save(path, ema_only: bool = False) -> None:
+        save_checkpoint(path, {
+            "format": CHECKPOINT_FORMAT, "unet_config": unet_config,
+            "model": None if ema_only else model.state_dict(), "ema": ema.state_dict(),
+            "optimizer": None if ema_only else optimizer.state_dict(),
+            "rng": None if ema_only else {"generator": generator.get_state(), "torch": torch.get_rng_state()},
+            "step": step, "seed": seed, "seconds": seconds, "loss_history": history,
+            "schedule": {"name": _schedule_name(schedule), "T": schedule.T},
+            "dataset": {"name": dataset_name, "image_shape": list(dataset.images.shape[1:]),
+                        "class_names": list(dataset.class_names)},
+            "parameterization": parameterization, "command": command,
+            "train_args": {"batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+                           "grad_clip": grad_clip, "ema_decay": ema_decay, "label_dropout": label_dropout}})
+
+    from tqdm.auto import tqdm
+    start, run_start_seconds = time.perf_counter(), seconds
+    bar = tqdm(total=steps, initial=step, desc="training", unit="step", disable=not progress)
+    model.train()
+    while (steps is None or step < steps) and (max_seconds is None or time.perf_counter() - start < max_seconds):
+        x0, y = next(batches)
+        x0 = x0.to(device)
+        if conditional:
+            y = drop_labels(y, label_dropout, model.num_classes, generator).to(device)
+        else:
+            y = None
+        loss = diffusion_loss(model, x0, schedule, y=y, parameterization=parameterization, generator=generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        ema.update(model)
+        step += 1
+        history.append(loss.item())
+        seconds = run_start_seconds + time.perf_counter() - start
+        bar.update()
+        bar.set_postfix(loss=f"{history[-1]:.4f}", refresh=False)
+        if checkpoint is not None and step % checkpoint_every == 0:
+            save(checkpoint)
+    bar.close()
+    if checkpoint is not None:
+        save(checkpoint)
+    if export is not None:
+        save(export, ema_only=True)
+    return TrainResult(model, ema, step, history, seconds)
+
+
+def _schedule_name(schedule: NoiseSchedule) -> str:
+    """Which named schedule (linear / cosine, default parameters) ``schedule`` is; checkpoints store only the name."""
+    for name in ("linear", "cosine"):
+        if torch.equal(NoiseSchedule.from_name(name, schedule.T).betas, schedule.betas):
+            return name
+    raise ValueError("checkpoints record schedules by name: use NoiseSchedule.linear(T) or .cosine(T) with "
+                     "default parameters")
+
+
+def smooth(values, window: int = 50) -> list:
+    """Running mean over the last ``window`` values, for plotting a noisy loss history."""
+    out, total = [], 0.0
+    for i, value in enumerate(values):
+        total += value - (values[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out

@@ -1,0 +1,212 @@
+"""training: the loss targets, label dropout, EMA, the loop's determinism and exact resume, checkpoints."""
+import pytest
+import torch
+
+from course_lib import training
+from course_lib.data import ImageDataset, load_digits
+from course_lib.forward import q_sample, v_target
+from course_lib.schedules import NoiseSchedule
+from course_lib.training import EMA, diffusion_loss, drop_labels, load_checkpoint, train
+
+TINY = {"in_channels": 1, "base_channels": 16, "channel_mults": (1,), "attention": False, "num_classes": 10}
+SCHEDULE = NoiseSchedule.linear(50)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    full = load_digits("train")
+    return ImageDataset(full.images[:128], full.labels[:128], full.class_names)
+
+
+def _randn(*shape, seed):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+class FixedOutput:
+    """A fake model returning a known tensor and recording what it was called with."""
+
+    def __init__(self, output):
+        self.output, self.calls = output, []
+
+    def __call__(self, x_t, t, y=None):
+        self.calls.append((x_t, t, y))
+        return self.output
+
+
+# ---------------------------------------------------------------- the loss
+@pytest.mark.parametrize("parameterization", ["eps", "x0", "v"])
+def test_loss_is_the_mse_against_the_right_target(parameterization):
+    x0, noise, output = _randn(3, 1, 4, 4, seed=0), _randn(3, 1, 4, 4, seed=1), _randn(3, 1, 4, 4, seed=2)
+    t = torch.tensor([0, 20, 49])
+    model = FixedOutput(output)
+    loss = diffusion_loss(model, x0, SCHEDULE, t=t, noise=noise, parameterization=parameterization)
+    target = {"eps": noise, "x0": x0, "v": v_target(x0, noise, t, SCHEDULE)}[parameterization]
+    assert torch.allclose(loss, ((output - target) ** 2).mean())
+    x_t, seen_t, seen_y = model.calls[0]
+    assert torch.equal(x_t, q_sample(x0, t, noise, SCHEDULE)) and torch.equal(seen_t, t) and seen_y is None
+
+
+def test_loss_passes_labels_and_draws_t_and_noise_from_the_generator():
+    x0 = _randn(64, 1, 2, 2, seed=0)
+    model = FixedOutput(torch.zeros_like(x0))
+    y = torch.arange(64) % 10
+    first = diffusion_loss(model, x0, SCHEDULE, y=y, generator=torch.Generator().manual_seed(5))
+    second = diffusion_loss(model, x0, SCHEDULE, y=y, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(first, second)
+    t = model.calls[0][1]
+    assert t.dtype == torch.int64 and t.min() >= 0 and t.max() <= SCHEDULE.T - 1 and len(t.unique()) > 10
+    assert torch.equal(model.calls[0][2], y)
+
+
+def test_loss_rejects_bad_input():
+    model = FixedOutput(torch.zeros(2, 1, 2, 2))
+    with pytest.raises(ValueError, match="parameterization"):
+        diffusion_loss(model, torch.zeros(2, 1, 2, 2), SCHEDULE, parameterization="score")
+    with pytest.raises(TypeError, match="NoiseSchedule"):
+        diffusion_loss(model, torch.zeros(2, 1, 2, 2), "linear")
+    with pytest.raises(ValueError, match="0..49"):
+        diffusion_loss(model, torch.zeros(2, 1, 2, 2), SCHEDULE, t=torch.tensor([0, 50]))
+
+
+# ---------------------------------------------------------------- label dropout
+def test_drop_labels_replaces_a_fraction_p_by_the_null_class():
+    y = torch.arange(20000) % 10
+    dropped = drop_labels(y, 0.2, 10, torch.Generator().manual_seed(0))
+    is_null = dropped == 10
+    assert abs(is_null.float().mean().item() - 0.2) < 0.01
+    assert torch.equal(dropped[~is_null], y[~is_null])
+    assert torch.equal(y, torch.arange(20000) % 10)                      # input untouched
+    assert torch.equal(drop_labels(y, 0.0, 10), y) and torch.all(drop_labels(y, 1.0, 10) == 10)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        drop_labels(y, 1.5, 10)
+
+
+# ---------------------------------------------------------------- EMA
+def test_ema_follows_its_formula():
+    model = torch.nn.Linear(2, 1)
+    ema = EMA(model, beta=0.9, warmup=False)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model)
+    assert torch.allclose(ema.shadow["weight"], 0.9 * start + 0.1)       # beta on the old average
+    ema.update(model)
+    assert torch.allclose(ema.shadow["weight"], 0.81 * start + 0.19)
+    fresh = torch.nn.Linear(2, 1)
+    ema.copy_to(fresh)
+    assert torch.equal(fresh.weight, ema.shadow["weight"])
+
+
+def test_ema_warmup_starts_with_a_small_decay_and_state_round_trips():
+    model = torch.nn.Linear(2, 1)
+    ema = EMA(model, beta=0.999)
+    assert ema.decay() == pytest.approx(0.1)                             # (1 + 0) / (10 + 0)
+    for _ in range(3):
+        ema.update(model)
+    assert ema.decay() == pytest.approx(4 / 13)
+    copy = EMA(torch.nn.Linear(2, 1))
+    copy.load_state_dict(ema.state_dict())
+    assert copy.updates == 3 and torch.equal(copy.shadow["bias"], ema.shadow["bias"])
+
+
+# ---------------------------------------------------------------- the loop
+def _train(digits, **kwargs):
+    settings = dict(batch_size=32, lr=3e-3, seed=0, progress=False)
+    return train(TINY, digits, SCHEDULE, **{**settings, **kwargs})
+
+
+def test_loss_decreases_on_a_tiny_problem(digits):
+    history = _train(digits, steps=150).loss_history
+    assert len(history) == 150
+    assert sum(history[-30:]) / 30 < 0.6 * sum(history[:10]) / 10
+
+
+def test_same_seed_gives_bit_identical_weights(digits):
+    first, second, other = _train(digits, steps=5), _train(digits, steps=5), _train(digits, steps=5, seed=1)
+    for a, b in zip(first.model.parameters(), second.model.parameters()):
+        assert torch.equal(a, b)
+    assert first.loss_history == second.loss_history
+    assert not torch.equal(first.model.conv_in.weight, other.model.conv_in.weight)
+
+
+def test_resume_equals_one_uninterrupted_run(digits, tmp_path):
+    at_once = _train(digits, steps=12)
+    path = tmp_path / "run.pt"
+    _train(digits, steps=5, checkpoint=path)                  # stops at 5 (a longer run killed there looks alike)
+    resumed = _train(digits, steps=12, checkpoint=path, resume=True)
+    assert resumed.step == 12 and resumed.loss_history == at_once.loss_history
+    for a, b in zip(at_once.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    for name in at_once.ema.shadow:
+        assert torch.equal(at_once.ema.shadow[name], resumed.ema.shadow[name])
+
+
+def test_resume_refuses_other_settings(digits, tmp_path):
+    path = tmp_path / "run.pt"
+    _train(digits, steps=2, checkpoint=path)
+    with pytest.raises(ValueError, match="parameterization"):
+        _train(digits, steps=4, checkpoint=path, resume=True, parameterization="v")
+
+
+def test_budget_and_labels_are_checked(digits):
+    with pytest.raises(ValueError, match="budget"):
+        _train(digits)
+    unlabelled = ImageDataset(digits.images, None, ())
+    with pytest.raises(ValueError, match="labelled"):
+        _train(unlabelled, steps=1)
+    assert _train(digits, max_seconds=0.5).step >= 1
+
+
+# ---------------------------------------------------------------- checkpoints
+def test_checkpoint_holds_everything_to_sample(digits, tmp_path):
+    path, small = tmp_path / "run.pt", tmp_path / "small.pt"
+    result = _train(digits, steps=3, checkpoint=path, export=small, dataset_name="digits")
+    model, schedule, info = load_checkpoint(path)
+    assert torch.equal(schedule.betas, SCHEDULE.betas)
+    assert info["unet_config"] == TINY and info["step"] == 3 and info["parameterization"] == "eps"
+    assert info["dataset"] == {"name": "digits", "image_shape": [1, 8, 8], "class_names": list("0123456789")}
+    assert info["loss_history"] == result.loss_history
+    for name, value in model.state_dict().items():                      # the EMA weights, not the raw ones
+        assert torch.equal(value, result.ema.shadow[name])
+    assert not model.training
+    exported, _, _ = load_checkpoint(small)
+    assert small.stat().st_size < path.stat().st_size
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), exported.state_dict().values()))
+    with pytest.raises(ValueError, match="cannot be resumed"):
+        _train(digits, steps=5, checkpoint=small, resume=True)
+
+
+def test_a_failed_save_leaves_the_old_checkpoint_intact(digits, tmp_path, monkeypatch):
+    path = tmp_path / "run.pt"
+    _train(digits, steps=2, checkpoint=path)
+    before = path.read_bytes()
+
+    def broken_save(obj, file, *args, **kwargs):
+        with open(file, "wb") as handle:
+            handle.write(b"half a checkp")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        _train(digits, steps=4, checkpoint=path, resume=True)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]            # no temporary file left behind
+
+
+def test_missing_or_corrupt_checkpoint_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        load_checkpoint(tmp_path / "nope.pt")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="corrupt.pt"):
+        load_checkpoint(corrupt)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(1)}, foreign)
+    with pytest.raises(ValueError, match="foreign.pt.*not a diffusion-course checkpoint"):
+        load_checkpoint(foreign)
+
+
+def test_schedules_are_recorded_by_name():
+    assert training._schedule_name(NoiseSchedule.cosine(30)) == "cosine"
+    with pytest.raises(ValueError, match="by name"):
+        training._schedule_name(NoiseSchedule.linear(30, beta_end=0.05))
