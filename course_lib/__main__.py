@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DDIM_STEPS = 50
 LONG_RUN = 2e8   # pixel-channel-records in a procedural run worth a progress bar (about a second)
 
 
@@ -94,6 +95,149 @@ def procedural_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- train and sample
+DATASET_HELP = "digits (built in), mnist:DIR, fashion-mnist:DIR (IDX files already on disk) or folder:DIR (pictures)"
+
+
+def _load_dataset(spec: str, image_size: int, channels: int):
+    """A training set from a --dataset spec; ValueError / FileNotFoundError for anything else."""
+    from . import data
+
+    kind, _, directory = spec.partition(":")
+    if kind == "digits" and not directory:
+        return data.load_digits("train")
+    if kind in ("mnist", "fashion-mnist") and directory:
+        return data.load_mnist(directory, "train", fashion=kind == "fashion-mnist")
+    if kind == "folder" and directory:
+        return data.load_image_folder(directory, size=image_size, channels=channels)
+    raise ValueError(f"unknown dataset {spec!r}; expected {DATASET_HELP}")
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from .schedules import NoiseSchedule
+    from .training import train
+
+    try:  # everything is checked before training starts
+        if args.steps is None and args.max_seconds is None:
+            raise ValueError("give a budget: --steps N and/or --max-seconds S")
+        if args.steps is not None and args.steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {args.steps}")
+        if args.max_seconds is not None and args.max_seconds <= 0:
+            raise ValueError(f"--max-seconds must be > 0, got {args.max_seconds}")
+        if args.out.suffix != ".pt":
+            raise ValueError(f"--out must end in .pt, got {args.out}")
+        if args.resume and not args.out.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {args.out} to resume from")
+        if args.export is not None and (args.export.suffix != ".pt" or args.export.resolve() == args.out.resolve()):
+            raise ValueError(f"--export must be a .pt file other than --out, got {args.export}")
+        dataset = _load_dataset(args.dataset, args.image_size, args.channels)
+        if args.conditional and dataset.labels is None:
+            raise ValueError(f"--conditional needs labels, and dataset {args.dataset!r} has none "
+                             f"(a folder needs one sub-folder per class)")
+        schedule = NoiseSchedule.from_name(args.schedule, args.T)
+    except (TypeError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    unet_config = {"in_channels": dataset.images.shape[1], "base_channels": args.base_channels,
+                   "channel_mults": tuple(args.channel_mults),
+                   "num_classes": len(dataset.class_names) if args.conditional else None}
+    command = "python -m course_lib " + " ".join(args.argv)
+    try:
+        result = train(unet_config, dataset, schedule, steps=args.steps, max_seconds=args.max_seconds,
+                       batch_size=args.batch_size, lr=args.lr, label_dropout=args.label_dropout,
+                       ema_decay=args.ema_decay, seed=args.seed, checkpoint=args.out,
+                       checkpoint_every=args.checkpoint_every, resume=args.resume, dataset_name=args.dataset,
+                       command=command, export=args.export)
+    except (TypeError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    exported = f" and {args.export}" if args.export else ""
+    print(f"wrote {args.out}{exported}: step {result.step}, final loss {result.loss_history[-1]:.4f}, "
+          f"{result.seconds:.0f} s of training")
+    return 0
+
+
+def _sampling_model(model, schedule, info, label, guidance, n):
+    """The callable eps(x_t, t) the samplers run: unconditional, conditional, or classifier-free guided."""
+    import torch
+
+    from .training import eps_from_output
+
+    if label is None:
+        network = model
+    else:
+        y = torch.full((n,), label, dtype=torch.int64)
+        if guidance is None:
+            def network(x, t):
+                return model(x, t, y=y)
+        else:
+            from .guidance import cfg_model   # imported here: only guided sampling needs it
+
+            network = cfg_model(model, y, guidance, model.num_classes)
+    if info["parameterization"] == "eps":
+        return network
+    return lambda x, t: eps_from_output(network(x, t), x, t, schedule, info["parameterization"])
+
+
+def sample_command(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from .sampling import sample
+    from .training import load_checkpoint
+    from .viz import image_grid
+
+    try:  # everything is checked before sampling starts
+        if args.out.suffix not in (".npy", ".png"):
+            raise ValueError(f"--out must end in .npy (float32 array) or .png (image grid), got {args.out}")
+        if args.n < 1:
+            raise ValueError(f"--n must be >= 1, got {args.n}")
+        if args.seed < 0:
+            raise ValueError(f"--seed must be >= 0, got {args.seed}")
+        model, schedule, info = load_checkpoint(args.checkpoint)
+        if args.guidance is not None and args.label is None:
+            raise ValueError("--guidance needs --label Y (the class to guide towards)")
+        if args.label is not None:
+            if model.num_classes is None:
+                raise ValueError(f"--label: {args.checkpoint} holds an unconditional model (trained without "
+                                 f"--conditional)")
+            if not 0 <= args.label < model.num_classes:
+                raise ValueError(f"--label must lie in 0..{model.num_classes - 1}, got {args.label}")
+        steps = args.steps
+        if args.sampler == "ddpm" and steps is not None and steps != schedule.T:
+            raise ValueError(f"DDPM visits all T={schedule.T} timesteps, so --steps must be {schedule.T} or left "
+                             f"out; for {steps} steps use --sampler ddim (add --eta 1 for DDPM-like noise)")
+        if args.sampler == "ddim" and steps is None:
+            steps = DEFAULT_DDIM_STEPS
+        if args.sampler == "ddpm" and args.eta != 0:
+            raise ValueError("--eta applies to --sampler ddim only")
+        if steps is not None and not 1 <= steps <= schedule.T:
+            raise ValueError(f"--steps must lie in 1..{schedule.T}, got {steps}")
+        if not 0 <= args.eta <= 1:
+            raise ValueError(f"--eta must lie in [0, 1], got {args.eta}")
+        network = _sampling_model(model, schedule, info, args.label, args.guidance, args.n)
+    except (TypeError, ValueError, FileNotFoundError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    shape = (args.n, *info["dataset"]["image_shape"])
+    samples = sample(network, schedule, shape, sampler=args.sampler, steps=steps, eta=args.eta, seed=args.seed)
+    images = ((samples.clamp(-1, 1) + 1) / 2).to(torch.float32)          # [-1, 1] -> [0, 1]
+    if args.out.suffix == ".npy":
+        buffer = io.BytesIO()
+        np.save(buffer, images.numpy())
+        data = buffer.getvalue()
+    else:
+        data = _png_bytes(image_grid(images * 2 - 1))
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(args.out, data)
+    except OSError as error:
+        print(f"error: cannot write {args.out}: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}: {args.n} samples of shape {tuple(shape[1:])}")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m course_lib", description="diffusion-course tools")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -129,11 +273,62 @@ def make_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, required=True, metavar="DIR",
                       help="output directory (created if missing; files in it are replaced)")
     demo.set_defaults(run=procedural_demo)
+
+    trainer = commands.add_parser(
+        "train", help="train a diffusion U-Net and write a checkpoint",
+        description="Train a U-Net with L_simple (AdamW, gradient clipping, EMA), seeded: the same command gives "
+                    "the same weights. Writes a checkpoint every --checkpoint-every steps and at the end "
+                    "(atomically: an interrupted run leaves the previous checkpoint intact); --resume "
+                    "continues from it, to the same weights as one uninterrupted run.")
+    trainer.add_argument("--dataset", default="digits", help=f"{DATASET_HELP}; default %(default)s")
+    trainer.add_argument("--conditional", action="store_true",
+                         help="class-conditional, with label dropout for classifier-free guidance")
+    trainer.add_argument("--steps", type=int, help="train until this many optimizer steps in total")
+    trainer.add_argument("--max-seconds", type=float, help="stop this run after S seconds")
+    trainer.add_argument("--seed", type=int, default=0, help="default %(default)s")
+    trainer.add_argument("--out", type=Path, required=True, metavar="CKPT", help="checkpoint file (.pt)")
+    trainer.add_argument("--resume", action="store_true", help="continue from the checkpoint at --out")
+    trainer.add_argument("--batch-size", type=int, default=64, help="default %(default)s")
+    trainer.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate; default %(default)s")
+    trainer.add_argument("--schedule", choices=["linear", "cosine"], default="cosine", help="default %(default)s")
+    trainer.add_argument("--T", type=int, default=1000, help="number of timesteps; default %(default)s")
+    trainer.add_argument("--base-channels", type=int, default=32, help="U-Net width; default %(default)s")
+    trainer.add_argument("--channel-mults", type=int, nargs="+", default=[1, 2],
+                         help="one width multiplier per U-Net level; default %(default)s")
+    trainer.add_argument("--label-dropout", type=float, default=0.15,
+                         help="probability of training a label as 'no label'; default %(default)s")
+    trainer.add_argument("--ema-decay", type=float, default=0.999, help="default %(default)s")
+    trainer.add_argument("--checkpoint-every", type=int, default=1000, help="default %(default)s")
+    trainer.add_argument("--export", type=Path, metavar="SMALL_CKPT",
+                         help="at the end, also write the EMA weights alone to this .pt file (small, to ship or "
+                              "sample from; cannot be resumed)")
+    trainer.add_argument("--image-size", type=int, default=32, help="folder datasets: resize to this; default %(default)s")
+    trainer.add_argument("--channels", type=int, choices=[1, 3], default=3, help="folder datasets; default %(default)s")
+    trainer.set_defaults(run=train_command)
+
+    sampler = commands.add_parser(
+        "sample", help="draw samples from a checkpoint",
+        description="Run the reverse process from a checkpoint's EMA weights. --out FILE.npy writes a float32 "
+                    "array (N, C, H, W) in [0, 1]; FILE.png an image grid. DDPM always takes all T steps; "
+                    "for fewer, use --sampler ddim (with --eta 1 for DDPM-like noise).")
+    sampler.add_argument("--checkpoint", type=Path, required=True, metavar="CKPT")
+    sampler.add_argument("--n", type=int, default=16, help="number of samples; default %(default)s")
+    sampler.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim", help="default %(default)s")
+    sampler.add_argument("--steps", type=int, help=f"DDIM steps (default {DEFAULT_DDIM_STEPS}); DDPM: T only")
+    sampler.add_argument("--eta", type=float, default=0.0, help="DDIM noise, 0 to 1; default %(default)s")
+    sampler.add_argument("--label", type=int, help="class to sample (class-conditional checkpoints)")
+    sampler.add_argument("--guidance", type=float,
+                         help="classifier-free guidance scale w (1: plain conditional, 0: unconditional)")
+    sampler.add_argument("--seed", type=int, default=0, help="default %(default)s")
+    sampler.add_argument("--out", type=Path, required=True, metavar="FILE", help="FILE.npy or FILE.png")
+    sampler.set_defaults(run=sample_command)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = make_parser().parse_args(argv)
+    args.argv = argv
     return args.run(args)
 
 

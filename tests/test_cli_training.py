@@ -1,0 +1,116 @@
+"""`python -m course_lib train` / `sample`: seeded, resumable, files as documented; bad input writes nothing."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from course_lib.__main__ import main
+from course_lib.training import load_checkpoint, read_checkpoint
+
+TINY = ["--base-channels", "16", "--channel-mults", "1", "--T", "20", "--batch-size", "16", "--seed", "0"]
+
+
+def run(*argv):
+    try:
+        return main([str(a) for a in argv])
+    except SystemExit as exit:      # argparse's own errors and --help
+        return exit.code
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ckpt")
+    conditional, unconditional = folder / "cond.pt", folder / "uncond.pt"
+    assert run("train", "--dataset", "digits", "--conditional", "--steps", 4, "--out", conditional, *TINY) == 0
+    assert run("train", "--dataset", "digits", "--steps", 2, "--out", unconditional, *TINY) == 0
+    return conditional, unconditional
+
+
+def test_train_records_its_command_and_resumes_exactly(tmp_path, checkpoints):
+    conditional, _ = checkpoints
+    info = load_checkpoint(conditional)[2]
+    assert info["command"].startswith("python -m course_lib train --dataset digits --conditional --steps 4")
+    assert info["unet_config"]["num_classes"] == 10 and info["schedule"] == {"name": "cosine", "T": 20}
+    partial = tmp_path / "partial.pt"
+    assert run("train", "--dataset", "digits", "--conditional", "--steps", 2, "--out", partial, *TINY) == 0
+    assert run("train", "--dataset", "digits", "--conditional", "--steps", 4, "--out", partial, "--resume", *TINY) == 0
+    whole, resumed = read_checkpoint(conditional), read_checkpoint(partial)
+    assert resumed["step"] == 4 and resumed["loss_history"] == whole["loss_history"]
+    assert all(torch.equal(whole["model"][k], resumed["model"][k]) for k in whole["model"])
+
+
+def test_export_writes_a_small_sampling_only_copy(tmp_path):
+    out, small = tmp_path / "full.pt", tmp_path / "small.pt"
+    assert run("train", "--steps", 1, "--out", out, "--export", small, *TINY) == 0
+    assert small.stat().st_size < out.stat().st_size / 2
+    assert read_checkpoint(small)["optimizer"] is None
+
+
+def test_sample_npy_is_float32_in_unit_range_and_seeded(tmp_path, checkpoints):
+    conditional, _ = checkpoints
+    first, second = tmp_path / "a.npy", tmp_path / "b.npy"
+    for out in (first, second):
+        assert run("sample", "--checkpoint", conditional, "--n", 3, "--sampler", "ddim", "--steps", 5,
+                   "--seed", 7, "--out", out) == 0
+    images = np.load(first)
+    assert images.dtype == np.float32 and images.shape == (3, 1, 8, 8)
+    assert images.min() >= 0 and images.max() <= 1
+    assert np.array_equal(images, np.load(second))
+
+
+def test_sample_png_is_an_image_grid(tmp_path, checkpoints):
+    out = tmp_path / "grid.png"
+    assert run("sample", "--checkpoint", checkpoints[0], "--n", 4, "--sampler", "ddpm", "--out", out) == 0
+    assert np.asarray(Image.open(out)).shape == (2 * 8 + 1, 2 * 8 + 1)
+
+
+def test_guidance_zero_is_unconditional_and_one_is_conditional(tmp_path, checkpoints):
+    conditional, _ = checkpoints
+    files = {}
+    for name, extra in {"uncond": [], "w0": ["--label", 3, "--guidance", 0], "cond": ["--label", 3],
+                        "w1": ["--label", 3, "--guidance", 1], "w3": ["--label", 3, "--guidance", 3]}.items():
+        files[name] = tmp_path / f"{name}.npy"
+        assert run("sample", "--checkpoint", conditional, "--n", 2, "--steps", 4, "--seed", 1,
+                   "--out", files[name], *extra) == 0
+    load = {name: np.load(path) for name, path in files.items()}
+    # Guidance runs the net on a doubled batch, whose float rounding differs slightly from a single batch.
+    assert np.allclose(load["w0"], load["uncond"], atol=1e-3)
+    assert np.allclose(load["w1"], load["cond"], atol=1e-3)
+    assert not np.allclose(load["w3"], load["cond"], atol=1e-3)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--dataset", "cifar", "--steps", 1], "unknown dataset 'cifar'"),
+    (["train", "--dataset", "mnist:/no/such/dir", "--steps", 1], "no such directory"),
+    (["train", "--dataset", "digits"], "give a budget"),
+    (["train", "--steps", 0], "--steps must be >= 1"),
+    (["train", "--steps", 1, "--resume"], "no checkpoint"),
+    (["sample", "--checkpoint", "missing.pt"], "no checkpoint file at"),
+    (["sample", "--checkpoint", "UNCOND", "--label", 1], "unconditional model"),
+    (["sample", "--checkpoint", "COND", "--label", 10], "--label must lie in 0..9"),
+    (["sample", "--checkpoint", "COND", "--n", 0], "--n must be >= 1"),
+    (["sample", "--checkpoint", "COND", "--guidance", 2], "--guidance needs --label"),
+    (["sample", "--checkpoint", "COND", "--sampler", "ddpm", "--steps", 5], "--sampler ddim"),
+    (["sample", "--checkpoint", "COND", "--label", 1, "--guidance", -1], "guidance"),
+])
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, checkpoints, argv, message):
+    replace = {"COND": checkpoints[0], "UNCOND": checkpoints[1]}
+    argv = [replace.get(a, a) for a in argv]
+    if argv[0] == "train":
+        argv += ["--out", tmp_path / "out.pt", *TINY]
+    else:
+        argv += ["--out", tmp_path / "out.npy", "--steps" if "--steps" not in argv else "--seed", 3]
+    assert run(*argv) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sample_refuses_unknown_extensions(tmp_path, capsys, checkpoints):
+    assert run("sample", "--checkpoint", checkpoints[0], "--out", tmp_path / "x.jpg") == 2
+    assert ".npy" in capsys.readouterr().err and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["train", "sample"])
+def test_help(capsys, command):
+    assert run(command, "--help") == 0
+    assert "--out" in capsys.readouterr().out
