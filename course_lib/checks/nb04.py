@@ -1,0 +1,154 @@
+"""Exercises of notebook 04, training: timesteps, the L_simple loss, the EMA update, label dropout."""
+from __future__ import annotations
+
+import torch
+
+from .. import training
+from ..forward import q_sample
+from ..schedules import NoiseSchedule
+from ._framework import Case, Exercise, Mistake, register
+
+
+def _randn(*shape, seed: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ---------------------------------------------------------------- t ~ U{0, ..., T-1}
+register(Exercise(
+    id="04.sample_timesteps",
+    title="draw one timestep per image",
+    reference=training.sample_timesteps,
+    cases=lambda: [Case((8, 1000, _generator(0)), label="batch 8, T=1000"),
+                   Case((500, 5, _generator(1)), label="batch 500, T=5"),
+                   Case((3, 50, _generator(2)), label="batch 3, T=50")],
+    mistakes=[
+        Mistake("1-based", lambda batch, T, generator: torch.randint(1, T + 1, (batch,), generator=generator),
+                "Timesteps are 0-based in this course: t lies in 0..T-1, so torch.randint(0, T, ...) "
+                "(randint's upper end is excluded)."),
+        Mistake("never T-1", lambda batch, T, generator: torch.randint(0, T - 1, (batch,), generator=generator),
+                "torch.randint excludes its upper end already: randint(0, T - 1) never draws the last, noisiest "
+                "timestep T-1. Use randint(0, T, ...)."),
+        Mistake("one t for the batch", lambda batch, T, generator:
+                torch.randint(0, T, (1,), generator=generator).expand(batch).clone(),
+                "Draw one independent t per image, shape (batch,): each image in the batch learns a different "
+                "noise level, which keeps the gradient's estimate of the average over t unbiased and less noisy."),
+    ],
+    hint="Return torch.randint(0, T, (batch,), generator=generator): int64, shape (batch,).",
+))
+
+
+# ---------------------------------------------------------------- L_simple
+def _toy_model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """A fixed stand-in for a network: depends on x_t and t, so every mistake changes the loss."""
+    return 0.5 * x_t + 0.001 * t.to(x_t.dtype).reshape(-1, *([1] * (x_t.ndim - 1)))
+
+
+def _reference_loss(model, x0, t, noise, schedule):
+    return training.diffusion_loss(model, x0, schedule, t=t, noise=noise)
+
+
+def _loss_cases():
+    coarse = NoiseSchedule.linear(T=50, beta_start=0.01, beta_end=0.3)
+    return [Case((_toy_model, _randn(4, 1, 8, 8, seed=1), torch.tensor([0, 10, 500, 999]), _randn(4, 1, 8, 8, seed=2),
+                  NoiseSchedule.linear(1000)), label="4 digits, linear T=1000"),
+            Case((_toy_model, _randn(3, 3, 4, 4, seed=3), torch.tensor([49, 1, 20]), _randn(3, 3, 4, 4, seed=4), coarse),
+                 label="3 RGB images, coarse T=50")]
+
+
+def _loss_with(target="eps", root=True, reduce="mean"):
+    def wrong(model, x0, t, noise, schedule):
+        abar = schedule.alpha_bars[t].to(x0.dtype).reshape(-1, *([1] * (x0.ndim - 1)))
+        x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * noise if root else abar * x0 + (1 - abar) * noise
+        squared = (model(x_t, t) - (noise if target == "eps" else x0)) ** 2
+        return squared.sum() if reduce == "sum" else squared.mean()
+    return wrong
+
+
+register(Exercise(
+    id="04.diffusion_loss",
+    title="the L_simple loss",
+    reference=_reference_loss,
+    cases=_loss_cases,
+    mistakes=[
+        Mistake("target x0", _loss_with(target="x0"),
+                "The network predicts the noise: compare model(x_t, t) with `noise`, not with x0."),
+        Mistake("no square roots", _loss_with(root=False),
+                "x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) noise: the coefficients are square roots, "
+                "so that the variance stays 1 (use q_sample)."),
+        Mistake("sum, not mean", _loss_with(reduce="sum"),
+                "Average the squared errors over every element (F.mse_loss or .mean()): a sum grows with the "
+                "batch and the image size, and so would the learning rate you need."),
+    ],
+    hint="x_t = q_sample(x0, t, noise, schedule); return ((model(x_t, t) - noise) ** 2).mean().",
+))
+
+
+# ---------------------------------------------------------------- EMA
+def ema_update(ema_params: list, params: list, beta: float) -> list:
+    """theta_ema <- beta theta_ema + (1 - beta) theta, for each pair of tensors; returns new tensors."""
+    return [beta * e + (1 - beta) * p for e, p in zip(ema_params, params)]
+
+
+def _ema_cases():
+    return [Case(([_randn(3, 4, seed=1), _randn(4, seed=2)], [_randn(3, 4, seed=3), _randn(4, seed=4)], 0.9),
+                 label="two tensors, beta=0.9"),
+            Case(([_randn(2, 2, seed=5)], [_randn(2, 2, seed=6)], 0.999), label="one tensor, beta=0.999")]
+
+
+register(Exercise(
+    id="04.ema_update",
+    title="one EMA update",
+    reference=ema_update,
+    cases=_ema_cases,
+    mistakes=[
+        Mistake("beta on the new weights", lambda ema, params, beta:
+                [(1 - beta) * e + beta * p for e, p in zip(ema, params)],
+                "beta weighs the old average: theta_ema <- beta * theta_ema + (1 - beta) * theta. With beta "
+                "on the new weights the 'average' just follows the model."),
+        Mistake("returns the model", lambda ema, params, beta: [p.clone() for p in params],
+                "Mix the two: the average moves only a fraction (1 - beta) of the way towards the model."),
+        Mistake("forgets 1 - beta", lambda ema, params, beta: [beta * e + p for e, p in zip(ema, params)],
+                "The new weights enter with the factor (1 - beta): the two factors must add up to 1."),
+    ],
+    hint="Return [beta * e + (1 - beta) * p for e, p in zip(ema_params, params)].",
+))
+
+
+# ---------------------------------------------------------------- label dropout
+def _dropout_cases():
+    return [Case((torch.arange(40) % 10, 0.3, 10, _generator(0)), label="40 labels, p=0.3"),
+            Case((torch.tensor([2, 0, 1, 2, 1, 0, 2]), 0.5, 3, _generator(1)), label="3 classes, p=0.5"),
+            Case((torch.arange(1000) % 10, 0.1, 10, _generator(2)), label="1000 labels, p=0.1")]
+
+
+def _dropout_with(keep_if_below=False, fill=None):
+    def wrong(y, p, null_class, generator):
+        u = torch.rand(y.shape, generator=generator)
+        drop = u >= p if keep_if_below else u < p
+        return torch.where(drop, torch.full_like(y, null_class if fill is None else fill), y)
+    return wrong
+
+
+register(Exercise(
+    id="04.drop_labels",
+    title="label dropout for classifier-free guidance",
+    reference=training.drop_labels,
+    cases=_dropout_cases,
+    mistakes=[
+        Mistake("drops with probability 1 - p", _dropout_with(keep_if_below=True),
+                "Drop where torch.rand(...) < p: that happens with probability p. With >= p you drop 1 - p "
+                "of the labels and the net rarely sees any label."),
+        Mistake("replaces with 0", _dropout_with(fill=0),
+                "0 is a real class (the digit 0). 'No label' is the extra null class, null_class = num_classes."),
+        Mistake("drops the first labels", lambda y, p, null_class, generator:
+                torch.where(torch.arange(len(y)) < round(p * len(y)), torch.full_like(y, null_class), y),
+                "Choose the dropped labels at random (torch.rand(y.shape, generator=generator) < p), not the "
+                "first p * B: batches are shuffled, but the null class must be independent of everything else."),
+    ],
+    hint="drop = torch.rand(y.shape, generator=generator) < p; return torch.where(drop, null_class, y) "
+         "(torch.full_like(y, null_class) for the null labels).",
+))
