@@ -220,7 +220,8 @@ def sample_command(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     shape = (args.n, *info["dataset"]["image_shape"])
-    samples = sample(network, schedule, shape, sampler=args.sampler, steps=steps, eta=args.eta, seed=args.seed)
+    samples = sample(network, schedule, shape, sampler=args.sampler, steps=steps, eta=args.eta, seed=args.seed,
+                     clip_x0=not args.no_clip)
     images = ((samples.clamp(-1, 1) + 1) / 2).to(torch.float32)          # [-1, 1] -> [0, 1]
     if args.out.suffix == ".npy":
         buffer = io.BytesIO()
@@ -319,6 +320,9 @@ def make_parser() -> argparse.ArgumentParser:
     sampler.add_argument("--label", type=int, help="class to sample (class-conditional checkpoints)")
     sampler.add_argument("--guidance", type=float,
                          help="classifier-free guidance scale w (1: plain conditional, 0: unconditional)")
+    sampler.add_argument("--no-clip", action="store_true",
+                         help="do not clamp each step's x0 estimate to [-1, 1] (clamping keeps DDIM's early, "
+                              "very noisy steps from overshooting)")
     sampler.add_argument("--seed", type=int, default=0, help="default %(default)s")
     sampler.add_argument("--out", type=Path, required=True, metavar="FILE", help="FILE.npy or FILE.png")
     sampler.set_defaults(run=sample_command)
