@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._io import write_atomically
 from ._validate import require_float_tensor
 from .data import ImageDataset, iterate_batches, load_digits
 
@@ -125,10 +126,9 @@ def accuracy(model: nn.Module, dataset: ImageDataset) -> float:
 
 
 def save_classifier(model: DigitsClassifier, test_accuracy: float, seed: int, path=ASSET) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": model.state_dict(), "test_accuracy": test_accuracy, "seed": seed,
-                "command": TRAIN_COMMAND, "torch_version": str(torch.__version__)}, path)
+    payload = {"state_dict": model.state_dict(), "test_accuracy": test_accuracy, "seed": seed,
+               "command": TRAIN_COMMAND, "torch_version": str(torch.__version__)}
+    write_atomically(path, lambda temporary: torch.save(payload, temporary))
 
 
 _loaded: dict[str, DigitsClassifier] = {}

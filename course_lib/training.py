@@ -18,7 +18,6 @@ null class ``num_classes`` meaning "no label".
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._io import write_atomically
 from ._validate import require_choice, require_float_tensor, require_int, require_tensor
 from .data import ImageDataset, iterate_batches
 from .forward import eps_from_v, predict_eps, q_sample, v_target
@@ -148,15 +148,8 @@ class EMA:
 
 # ---------------------------------------------------------------- checkpoints
 def save_checkpoint(path, payload: dict) -> None:
-    """torch.save to a temporary file in the same directory, then os.replace: the old file survives any failure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    """torch.save through a temporary file and a rename: an interrupted save leaves the old checkpoint intact."""
+    write_atomically(path, lambda temporary: torch.save(payload, temporary))
 
 
 def read_checkpoint(path, map_location="cpu") -> dict:
