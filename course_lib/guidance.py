@@ -219,7 +219,7 @@ def _forward_jump(x: torch.Tensor, t_from: int, t_to: int, schedule: NoiseSchedu
 
 def inpaint(model, schedule: NoiseSchedule, known: torch.Tensor, mask: torch.Tensor, steps: int | None = None,
             sampler: str = "ddpm", eta: float = 0.0, seed: int | torch.Generator | None = None, resample: int = 1,
-            progress: bool = True) -> torch.Tensor:
+            clip_x0: bool = False, progress: bool = True) -> torch.Tensor:
     """Fill in the pixels where mask = 0 so that they agree with ``known`` where mask = 1.
 
     Replacement method (Song et al. 2021, app. I; RePaint, Lugmayr et al. 2022, eq. 8): from x_T ~ N(0, I),
@@ -236,7 +236,8 @@ def inpaint(model, schedule: NoiseSchedule, known: torch.Tensor, mask: torch.Ten
 
     known: (B, ...) float (values under mask = 0 are ignored); mask: 0/1 (or bool) of known's shape or
     broadcastable to it, 1 = known. sampler, steps, eta: as in ``sampling.sample`` (DDPM visits every
-    timestep; DDIM ``steps`` of them with noise scale eta). seed: int, CPU Generator or None; x_T is drawn
+    timestep; DDIM ``steps`` of them with noise scale eta); clip_x0 clamps each step's x0 estimate to
+    [-1, 1], as in ``sampling.sample`` (needed by few-step DDIM on schedules ending near abar = 0). seed: int, CPU Generator or None; x_T is drawn
     first, then the noise of each step in order, so a seed fixes the result. Model calls: steps * resample.
     Returns the inpainted samples (B, ...) in known's dtype and device.
     """
@@ -259,9 +260,9 @@ def inpaint(model, schedule: NoiseSchedule, known: torch.Tensor, mask: torch.Ten
                     x = _forward_jump(x_prev, t_prev, t, schedule, generator)
                 eps = predict_noise(model, x, t, {})
                 if sampler == "ddpm":
-                    generated = ddpm_step(x, t, eps, schedule, generator=generator)
+                    generated = ddpm_step(x, t, eps, schedule, clip_x0=clip_x0, generator=generator)
                 else:
-                    generated = ddim_step(x, t, t_prev, eps, schedule, eta=eta, generator=generator)
+                    generated = ddim_step(x, t, t_prev, eps, schedule, eta=eta, clip_x0=clip_x0, generator=generator)
                 known_prev = known if t_prev < 0 else q_sample(
                     known, t_prev, torch.randn(known.shape, generator=generator, dtype=known.dtype).to(known.device),
                     schedule)

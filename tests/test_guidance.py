@@ -190,6 +190,18 @@ def test_inpainting_is_deterministic_with_a_seed(correlated, schedule):
     assert torch.equal(first, second) and not torch.equal(first, other)
 
 
+def test_inpainting_clip_x0_keeps_the_generated_region_in_range(schedule):
+    """With DDIM's last step returning x0_hat, clamping x0_hat keeps every generated pixel in [-1, 1]."""
+    def wild(x, t):
+        return -5 * x
+    known, mask = torch.zeros(8, 2), torch.tensor([[1, 0]])
+    options = dict(sampler="ddim", steps=5, seed=0, progress=False)
+    clipped = guidance.inpaint(wild, schedule, known, mask, clip_x0=True, **options)
+    unclipped = guidance.inpaint(wild, schedule, known, mask, **options)
+    assert clipped[:, 1].abs().max() <= 1.0 and unclipped[:, 1].abs().max() > 1.0
+    assert torch.all(clipped[:, 0] == 0.0)
+
+
 # ---------------------------------------------------------------- the course's U-Net
 def test_guidance_and_inpainting_run_with_a_class_conditional_unet(schedule):
     torch.manual_seed(0)
