@@ -386,3 +386,23 @@ def ddim_invert(model, x0: torch.Tensor, schedule: NoiseSchedule, steps: int, pr
                                           schedule)
             x = x_next
     return x
+
+
+# ---------------------------------------------------------------- moving between starting noises
+def slerp(z0: torch.Tensor, z1: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Spherical interpolation between two noise tensors seen as single vectors (Shoemake 1985):
+
+        slerp(z0, z1; alpha) = sin((1 - alpha) theta) / sin(theta) z0 + sin(alpha theta) / sin(theta) z1,
+        theta = arccos(<z0, z1> / (|z0| |z1|)).
+
+    alpha = 0 gives z0 and alpha = 1 gives z1. Unlike a straight line, the path keeps the norm of
+    Gaussian noise near sqrt(D), where the sampler expects x_T to be. z0, z1: the same shape.
+    """
+    require_float_tensor(z0, "z0", min_dims=0)
+    require_float_tensor(z1, "z1", min_dims=0)
+    require_same_shape(z0, z1, "z0", "z1")
+    cos_theta = (z0 * z1).sum() / (z0.norm() * z1.norm())
+    theta = torch.arccos(cos_theta.clamp(-1.0, 1.0))
+    if torch.sin(theta) == 0:
+        raise ValueError("slerp needs two noises that are not parallel (the angle between them is 0 or pi)")
+    return (torch.sin((1 - alpha) * theta) * z0 + torch.sin(alpha * theta) * z1) / torch.sin(theta)

@@ -382,3 +382,19 @@ def _bad_calls():
 def test_bad_inputs_raise_helpful_errors(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_slerp_ends_at_its_endpoints_and_keeps_the_norm_of_orthogonal_noises():
+    from course_lib.sampling import slerp
+
+    generator = torch.Generator().manual_seed(0)
+    z0, z1 = torch.randn(2, 1, 8, 8, generator=generator)
+    assert torch.allclose(slerp(z0, z1, 0.0), z0, atol=1e-6) and torch.allclose(slerp(z0, z1, 1.0), z1, atol=1e-6)
+    e0, e1 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    halfway = slerp(e0, e1, 0.5)
+    assert torch.allclose(halfway, torch.tensor([0.5 ** 0.5, 0.5 ** 0.5]))
+    assert halfway.norm().item() == pytest.approx(1.0)       # a straight line would dip to 0.71
+    with pytest.raises(ValueError, match="not parallel"):
+        slerp(e0, 2 * e0, 0.5)
+    with pytest.raises(ValueError, match="shape"):
+        slerp(e0, torch.zeros(3), 0.5)

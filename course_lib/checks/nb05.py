@@ -5,11 +5,8 @@ import torch
 
 from .. import sampling
 from ..schedules import NoiseSchedule
-from ._framework import Case, Exercise, Mistake, register
+from ._framework import Case, Exercise, Mistake, register, seeded_randn
 
-
-def _randn(*shape, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 # ---------------------------------------------------------------- trailing timesteps
@@ -56,10 +53,10 @@ def ddim_step_eta0(x_t, t, t_prev, eps, schedule):
 
 def _step_cases():
     cosine, coarse = NoiseSchedule.cosine(1000), NoiseSchedule.linear(T=50, beta_start=0.01, beta_end=0.3)
-    return [Case((_randn(4, 1, 8, 8, seed=1), 500, 400, _randn(4, 1, 8, 8, seed=2), cosine),
+    return [Case((seeded_randn(4, 1, 8, 8, seed=1), 500, 400, seeded_randn(4, 1, 8, 8, seed=2), cosine),
                  label="cosine T=1000, t=500 -> 400"),
-            Case((_randn(3, 2, seed=3), 40, 20, _randn(3, 2, seed=4), coarse), label="linear T=50, t=40 -> 20"),
-            Case((_randn(5, 1, 4, 4, seed=5), 19, -1, _randn(5, 1, 4, 4, seed=6), cosine),
+            Case((seeded_randn(3, 2, seed=3), 40, 20, seeded_randn(3, 2, seed=4), coarse), label="linear T=50, t=40 -> 20"),
+            Case((seeded_randn(5, 1, 4, 4, seed=5), 19, -1, seeded_randn(5, 1, 4, 4, seed=6), cosine),
                  label="t=19 -> -1 (the last step, to clean data)")]
 
 
@@ -147,18 +144,10 @@ register(Exercise(
 
 
 # ---------------------------------------------------------------- slerp
-def slerp(z0: torch.Tensor, z1: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Spherical interpolation: sin((1 - alpha) theta) / sin(theta) z0 + sin(alpha theta) / sin(theta) z1,
-    theta the angle between z0 and z1 seen as single vectors. alpha = 0 gives z0, alpha = 1 gives z1."""
-    cos_theta = (z0 * z1).sum() / (z0.norm() * z1.norm())
-    theta = torch.arccos(cos_theta.clamp(-1.0, 1.0))
-    return (torch.sin((1 - alpha) * theta) * z0 + torch.sin(alpha * theta) * z1) / torch.sin(theta)
-
-
 def _slerp_cases():
-    return [Case((_randn(1, 8, 8, seed=1), _randn(1, 8, 8, seed=2), 0.3), label="two 8x8 noise images, alpha=0.3"),
-            Case((_randn(16, seed=3), _randn(16, seed=4), 0.75), label="16-vectors, alpha=0.75"),
-            Case((_randn(2, 3, 3, seed=5), _randn(2, 3, 3, seed=6), 0.5), label="alpha=0.5")]
+    return [Case((seeded_randn(1, 8, 8, seed=1), seeded_randn(1, 8, 8, seed=2), 0.3), label="two 8x8 noise images, alpha=0.3"),
+            Case((seeded_randn(16, seed=3), seeded_randn(16, seed=4), 0.75), label="16-vectors, alpha=0.75"),
+            Case((seeded_randn(2, 3, 3, seed=5), seeded_randn(2, 3, 3, seed=6), 0.5), label="alpha=0.5")]
 
 
 def _theta(z0, z1):
@@ -168,7 +157,7 @@ def _theta(z0, z1):
 register(Exercise(
     id="05.slerp",
     title="spherical interpolation between two noises",
-    reference=slerp,
+    reference=sampling.slerp,
     cases=_slerp_cases,
     mistakes=[
         Mistake("lerp", lambda z0, z1, alpha: (1 - alpha) * z0 + alpha * z1,
