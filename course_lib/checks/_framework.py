@@ -54,6 +54,16 @@ class Exercise:
 EXERCISES: dict[str, Exercise] = {}
 
 
+def seeded_generator(seed: int) -> torch.Generator:
+    """A CPU generator with a fixed seed: every case is built from one, so a verdict never depends on luck."""
+    return torch.Generator().manual_seed(seed)
+
+
+def seeded_randn(*shape, seed: int) -> torch.Tensor:
+    """Standard-normal test input, identical on every run."""
+    return torch.randn(*shape, generator=seeded_generator(seed))
+
+
 def register(exercise: Exercise) -> Exercise:
     if exercise.id in EXERCISES:
         raise ValueError(f"exercise id {exercise.id!r} is registered twice")

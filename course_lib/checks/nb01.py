@@ -7,11 +7,8 @@ import torch
 
 from .. import forward, schedules
 from ..schedules import NoiseSchedule
-from ._framework import Case, Exercise, Mistake, register
+from ._framework import Case, Exercise, Mistake, register, seeded_randn
 
-
-def _randn(*shape, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 def _timesteps(values) -> torch.Tensor:
@@ -115,11 +112,11 @@ register(Exercise(
 def _q_sample_cases():
     linear, cosine = NoiseSchedule.linear(1000), NoiseSchedule.cosine(50)
     return [
-        Case((_randn(4, 1, 8, 8, seed=1), _timesteps([0, 10, 500, 999]), _randn(4, 1, 8, 8, seed=2), linear),
+        Case((seeded_randn(4, 1, 8, 8, seed=1), _timesteps([0, 10, 500, 999]), seeded_randn(4, 1, 8, 8, seed=2), linear),
              label="4 digits-sized images, linear T=1000, t=[0, 10, 500, 999]"),
-        Case((_randn(3, 3, 5, 5, seed=3), _timesteps([49, 1, 20]), _randn(3, 3, 5, 5, seed=4), cosine),
+        Case((seeded_randn(3, 3, 5, 5, seed=3), _timesteps([49, 1, 20]), seeded_randn(3, 3, 5, 5, seed=4), cosine),
              label="3 RGB images, cosine T=50"),
-        Case((_randn(5, 2, seed=5), _timesteps([0, 1, 2, 3, 4]), _randn(5, 2, seed=6), _coarse_schedule()),
+        Case((seeded_randn(5, 2, seed=5), _timesteps([0, 1, 2, 3, 4]), seeded_randn(5, 2, seed=6), _coarse_schedule()),
              label="5 points in 2-D, t=0..4"),
     ]
 
@@ -157,10 +154,10 @@ register(Exercise(
 # ---------------------------------------------------------------- posterior
 def _posterior_cases():
     coarse = _coarse_schedule()
-    x0, noise = _randn(4, 1, 6, 6, seed=7), _randn(4, 1, 6, 6, seed=8)
+    x0, noise = seeded_randn(4, 1, 6, 6, seed=7), seeded_randn(4, 1, 6, 6, seed=8)
     t = _timesteps([1, 5, 20, 49])
     x_t = forward.q_sample(x0, t, noise, coarse)
-    pts, pts_t = _randn(3, 2, seed=9), _randn(3, 2, seed=10)
+    pts, pts_t = seeded_randn(3, 2, seed=9), seeded_randn(3, 2, seed=10)
     return [Case((x0, x_t, t, coarse), label="4 images, t=[1, 5, 20, 49]"),
             Case((pts, pts_t, _timesteps([0, 2, 30]), coarse), label="3 points in 2-D, t=[0, 2, 30] (t=0 included)"),
             Case((x0[:2], x_t[:2], _timesteps([300, 999]), NoiseSchedule.linear(1000)), label="linear T=1000")]
@@ -209,9 +206,9 @@ register(Exercise(
 def _conversion_cases(first_seed: int):
     """(a, t, b, schedule) triples: images and points at early, middle and late t."""
     return [
-        Case((_randn(4, 1, 8, 8, seed=first_seed), _timesteps([0, 3, 25, 49]), _randn(4, 1, 8, 8, seed=first_seed + 1),
+        Case((seeded_randn(4, 1, 8, 8, seed=first_seed), _timesteps([0, 3, 25, 49]), seeded_randn(4, 1, 8, 8, seed=first_seed + 1),
               _coarse_schedule()), label="4 images, t=[0, 3, 25, 49]"),
-        Case((_randn(3, 2, seed=first_seed + 2), _timesteps([10, 500, 990]), _randn(3, 2, seed=first_seed + 3),
+        Case((seeded_randn(3, 2, seed=first_seed + 2), _timesteps([10, 500, 990]), seeded_randn(3, 2, seed=first_seed + 3),
               NoiseSchedule.linear(1000)), label="3 points, linear T=1000"),
     ]
 

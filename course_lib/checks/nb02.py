@@ -11,11 +11,8 @@ import torch
 
 from .. import procedural
 from ..procedural import EASINGS, EXPONENTIAL_RATE, MAX_NOISE, NOISE_SCHEDULES, ease, noise_scale, progress_of
-from ._framework import Case, Exercise, Mistake, register
+from ._framework import Case, Exercise, Mistake, register, seeded_generator
 
-
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 # ---------------------------------------------------------------- easing
@@ -99,7 +96,7 @@ register(Exercise(
 
 # ---------------------------------------------------------------- one blend step
 def _blend_cases():
-    generator = _generator(2)
+    generator = seeded_generator(2)
     noise, pattern = torch.rand(6, 5, 3, generator=generator), torch.rand(6, 5, 3, generator=generator)
     z = torch.randn(6, 5, 3, generator=generator)
     return [Case((noise, pattern, 50, 50, z), label="t = T = 50: the noise plus 0.1 z"),
@@ -141,10 +138,10 @@ register(Exercise(
 
 # ---------------------------------------------------------------- statistics
 def _stats_cases():
-    return [Case((torch.rand(8, 8, 3, generator=_generator(3)),), label="an 8x8 RGB image"),
+    return [Case((torch.rand(8, 8, 3, generator=seeded_generator(3)),), label="an 8x8 RGB image"),
             Case((torch.tensor([0.0, 1.0, 1.0, 1.0], dtype=torch.float64).reshape(2, 2, 1),),
                  label="four pixels 0, 1, 1, 1"),
-            Case((torch.rand(5, 7, 1, generator=_generator(4)) * 0.5 + 0.25,), label="a grey image in [0.25, 0.75]")]
+            Case((torch.rand(5, 7, 1, generator=seeded_generator(4)) * 0.5 + 0.25,), label="a grey image in [0.25, 0.75]")]
 
 
 def _stats_ddof_1(image):

@@ -8,11 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import unet
-from ._framework import Case, Exercise, Mistake, register
+from ._framework import Case, Exercise, Mistake, register, seeded_randn
 
-
-def _randn(*shape, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 # ---------------------------------------------------------------- sinusoidal time embedding
@@ -96,9 +93,9 @@ register(Exercise(
     id="03.residual_block",
     title="residual block with time scale-shift (FiLM)",
     reference=_residual_reference,
-    cases=lambda: [Case((_randn(2, 4, 6, 6, seed=1), _randn(2, 16, seed=2), _block(4, 8, 16, seed=3)),
+    cases=lambda: [Case((seeded_randn(2, 4, 6, 6, seed=1), seeded_randn(2, 16, seed=2), _block(4, 8, 16, seed=3)),
                         label="4 -> 8 channels (1x1 skip conv), 6x6"),
-                   Case((_randn(3, 8, 4, 4, seed=4), _randn(3, 16, seed=5), _block(8, 8, 16, seed=6)),
+                   Case((seeded_randn(3, 8, 4, 4, seed=4), seeded_randn(3, 16, seed=5), _block(8, 8, 16, seed=6)),
                         label="8 -> 8 channels (identity skip), 4x4")],
     mistakes=[
         Mistake("scale without 1 +", _residual_variant(one_plus=False),
@@ -123,9 +120,9 @@ register(Exercise(
 
 # ---------------------------------------------------------------- self-attention
 def _attention_cases():
-    return [Case((_randn(2, 4, 3, 3, seed=10), _randn(4, 4, seed=11), _randn(4, 4, seed=12), _randn(4, 4, seed=13)),
+    return [Case((seeded_randn(2, 4, 3, 3, seed=10), seeded_randn(4, 4, seed=11), seeded_randn(4, 4, seed=12), seeded_randn(4, 4, seed=13)),
                  label="C=D=4 on a 3x3 map"),
-            Case((_randn(1, 6, 2, 4, seed=14), _randn(3, 6, seed=15), _randn(3, 6, seed=16), _randn(6, 6, seed=17)),
+            Case((seeded_randn(1, 6, 2, 4, seed=14), seeded_randn(3, 6, seed=15), seeded_randn(3, 6, seed=16), seeded_randn(6, 6, seed=17)),
                  label="C=6, D=3 on a 2x4 map")]
 
 
@@ -190,9 +187,9 @@ register(Exercise(
     title="up path: upsample, convolve, concatenate the skip",
     reference=unet.upsample_and_concat,
     # The first case keeps every channel count equal, so that even the mistaken sum returns a tensor.
-    cases=lambda: [Case((_randn(2, 4, 3, 3, seed=20), _randn(2, 4, 6, 6, seed=21), _conv(4, 4, seed=22)),
+    cases=lambda: [Case((seeded_randn(2, 4, 3, 3, seed=20), seeded_randn(2, 4, 6, 6, seed=21), _conv(4, 4, seed=22)),
                         label="h (2, 4, 3, 3), skip (2, 4, 6, 6), conv 4 -> 4"),
-                   Case((_randn(1, 6, 2, 4, seed=23), _randn(1, 3, 4, 8, seed=24), _conv(6, 5, seed=25)),
+                   Case((seeded_randn(1, 6, 2, 4, seed=23), seeded_randn(1, 3, 4, 8, seed=24), _conv(6, 5, seed=25)),
                         label="h (1, 6, 2, 4), skip (1, 3, 4, 8), conv 6 -> 5")],
     mistakes=[
         Mistake("skip first", _up_variant(skip_first=True),

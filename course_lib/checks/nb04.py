@@ -6,15 +6,9 @@ import torch
 from .. import training
 from ..forward import q_sample
 from ..schedules import NoiseSchedule
-from ._framework import Case, Exercise, Mistake, register
+from ._framework import Case, Exercise, Mistake, register, seeded_generator, seeded_randn
 
 
-def _randn(*shape, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
-
-
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 # ---------------------------------------------------------------- t ~ U{0, ..., T-1}
@@ -22,9 +16,9 @@ register(Exercise(
     id="04.sample_timesteps",
     title="draw one timestep per image",
     reference=training.sample_timesteps,
-    cases=lambda: [Case((8, 1000, _generator(0)), label="batch 8, T=1000"),
-                   Case((500, 5, _generator(1)), label="batch 500, T=5"),
-                   Case((3, 50, _generator(2)), label="batch 3, T=50")],
+    cases=lambda: [Case((8, 1000, seeded_generator(0)), label="batch 8, T=1000"),
+                   Case((500, 5, seeded_generator(1)), label="batch 500, T=5"),
+                   Case((3, 50, seeded_generator(2)), label="batch 3, T=50")],
     mistakes=[
         Mistake("1-based", lambda batch, T, generator: torch.randint(1, T + 1, (batch,), generator=generator),
                 "Timesteps are 0-based in this course: t lies in 0..T-1, so torch.randint(0, T, ...) "
@@ -53,9 +47,9 @@ def _reference_loss(model, x0, t, noise, schedule):
 
 def _loss_cases():
     coarse = NoiseSchedule.linear(T=50, beta_start=0.01, beta_end=0.3)
-    return [Case((_toy_model, _randn(4, 1, 8, 8, seed=1), torch.tensor([0, 10, 500, 999]), _randn(4, 1, 8, 8, seed=2),
+    return [Case((_toy_model, seeded_randn(4, 1, 8, 8, seed=1), torch.tensor([0, 10, 500, 999]), seeded_randn(4, 1, 8, 8, seed=2),
                   NoiseSchedule.linear(1000)), label="4 digits, linear T=1000"),
-            Case((_toy_model, _randn(3, 3, 4, 4, seed=3), torch.tensor([49, 1, 20]), _randn(3, 3, 4, 4, seed=4), coarse),
+            Case((_toy_model, seeded_randn(3, 3, 4, 4, seed=3), torch.tensor([49, 1, 20]), seeded_randn(3, 3, 4, 4, seed=4), coarse),
                  label="3 RGB images, coarse T=50")]
 
 
@@ -94,9 +88,9 @@ def ema_update(ema_params: list, params: list, beta: float) -> list:
 
 
 def _ema_cases():
-    return [Case(([_randn(3, 4, seed=1), _randn(4, seed=2)], [_randn(3, 4, seed=3), _randn(4, seed=4)], 0.9),
+    return [Case(([seeded_randn(3, 4, seed=1), seeded_randn(4, seed=2)], [seeded_randn(3, 4, seed=3), seeded_randn(4, seed=4)], 0.9),
                  label="two tensors, beta=0.9"),
-            Case(([_randn(2, 2, seed=5)], [_randn(2, 2, seed=6)], 0.999), label="one tensor, beta=0.999")]
+            Case(([seeded_randn(2, 2, seed=5)], [seeded_randn(2, 2, seed=6)], 0.999), label="one tensor, beta=0.999")]
 
 
 register(Exercise(
@@ -120,9 +114,9 @@ register(Exercise(
 
 # ---------------------------------------------------------------- label dropout
 def _dropout_cases():
-    return [Case((torch.arange(40) % 10, 0.3, 10, _generator(0)), label="40 labels, p=0.3"),
-            Case((torch.tensor([2, 0, 1, 2, 1, 0, 2]), 0.5, 3, _generator(1)), label="3 classes, p=0.5"),
-            Case((torch.arange(1000) % 10, 0.1, 10, _generator(2)), label="1000 labels, p=0.1")]
+    return [Case((torch.arange(40) % 10, 0.3, 10, seeded_generator(0)), label="40 labels, p=0.3"),
+            Case((torch.tensor([2, 0, 1, 2, 1, 0, 2]), 0.5, 3, seeded_generator(1)), label="3 classes, p=0.5"),
+            Case((torch.arange(1000) % 10, 0.1, 10, seeded_generator(2)), label="1000 labels, p=0.1")]
 
 
 def _dropout_with(keep_if_below=False, fill=None):

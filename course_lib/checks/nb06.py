@@ -6,18 +6,15 @@ import torch
 from .. import guidance
 from ..forward import q_sample
 from ..schedules import NoiseSchedule, gather
-from ._framework import Case, Exercise, Mistake, register
+from ._framework import Case, Exercise, Mistake, register, seeded_randn
 
-
-def _randn(*shape, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
 # ---------------------------------------------------------------- the CFG formula
 def _cfg_cases():
-    return [Case((_randn(4, 1, 8, 8, seed=1), _randn(4, 1, 8, 8, seed=2), 3.0), label="4 digits, w=3"),
-            Case((_randn(5, 2, seed=3), _randn(5, 2, seed=4), 0.5), label="5 points in 2-D, w=0.5"),
-            Case((_randn(2, 3, 4, 4, seed=5), _randn(2, 3, 4, 4, seed=6), 0.0), label="w=0 (unconditional)")]
+    return [Case((seeded_randn(4, 1, 8, 8, seed=1), seeded_randn(4, 1, 8, 8, seed=2), 3.0), label="4 digits, w=3"),
+            Case((seeded_randn(5, 2, seed=3), seeded_randn(5, 2, seed=4), 0.5), label="5 points in 2-D, w=0.5"),
+            Case((seeded_randn(2, 3, 4, 4, seed=5), seeded_randn(2, 3, 4, 4, seed=6), 0.0), label="w=0 (unconditional)")]
 
 
 register(Exercise(
@@ -51,9 +48,9 @@ def _reference_cfg_batch(model, x_t, t, y, guidance_scale, null_class):
 
 
 def _cfg_batch_cases():
-    return [Case((_toy_net, _randn(4, 1, 8, 8, seed=11), torch.tensor([999, 500, 10, 0]), torch.tensor([3, 0, 9, 1]),
+    return [Case((_toy_net, seeded_randn(4, 1, 8, 8, seed=11), torch.tensor([999, 500, 10, 0]), torch.tensor([3, 0, 9, 1]),
                   2.0, 10), label="4 digits, w=2, null class 10"),
-            Case((_toy_net, _randn(3, 2, seed=12), torch.tensor([5, 5, 5]), torch.tensor([1, 0, 2]), 4.0, 3),
+            Case((_toy_net, seeded_randn(3, 2, seed=12), torch.tensor([5, 5, 5]), torch.tensor([1, 0, 2]), 4.0, 3),
                  label="3 points, w=4, null class 3")]
 
 
@@ -99,9 +96,9 @@ def classifier_guidance_eps(eps, gradient, t, scale, schedule):
 
 def _classifier_cases():
     linear = NoiseSchedule.linear(1000)
-    return [Case((_randn(4, 2, seed=21), _randn(4, 2, seed=22), torch.tensor([999, 300, 50, 5]), 3.0,
+    return [Case((seeded_randn(4, 2, seed=21), seeded_randn(4, 2, seed=22), torch.tensor([999, 300, 50, 5]), 3.0,
                   NoiseSchedule.cosine(1000)), label="4 points in 2-D, s=3, cosine"),
-            Case((_randn(3, 1, 8, 8, seed=23), _randn(3, 1, 8, 8, seed=24), torch.tensor([600, 100, 20]), 1.0, linear),
+            Case((seeded_randn(3, 1, 8, 8, seed=23), seeded_randn(3, 1, 8, 8, seed=24), torch.tensor([600, 100, 20]), 1.0, linear),
                  label="3 digits, s=1, linear")]
 
 
@@ -149,10 +146,10 @@ def _merge_cases():
     left[0, ..., :3] = 1
     left[1, ..., :2] = 1
     left[2, ..., 4:] = 1
-    return [Case((_randn(2, 1, 8, 8, seed=31), _randn(2, 1, 8, 8, seed=32), top_half, torch.tensor([400, 30]),
-                  _randn(2, 1, 8, 8, seed=33), schedule), label="2 digits, top half known"),
-            Case((_randn(3, 1, 6, 6, seed=34), _randn(3, 1, 6, 6, seed=35), left, torch.tensor([900, 0, 120]),
-                  _randn(3, 1, 6, 6, seed=36), schedule), label="one mask per image")]
+    return [Case((seeded_randn(2, 1, 8, 8, seed=31), seeded_randn(2, 1, 8, 8, seed=32), top_half, torch.tensor([400, 30]),
+                  seeded_randn(2, 1, 8, 8, seed=33), schedule), label="2 digits, top half known"),
+            Case((seeded_randn(3, 1, 6, 6, seed=34), seeded_randn(3, 1, 6, 6, seed=35), left, torch.tensor([900, 0, 120]),
+                  seeded_randn(3, 1, 6, 6, seed=36), schedule), label="one mask per image")]
 
 
 def _merge_with(inverted=False, clean=False, no_root=False):
