@@ -42,3 +42,36 @@ def show_images(images: torch.Tensor, ax=None, ncols: int | None = None, title: 
     if title:
         ax.set_title(title)
     return ax
+
+
+def animate_images(frames: torch.Tensor, titles=None, ncols: int | None = None, interval: int = 120,
+                   size: float = 3.0):
+    """A matplotlib animation of image grids, one frame per leading index: frames (F, N, C, H, W) in [-1, 1].
+
+    titles: one string per frame (e.g. the timestep). Show it in a notebook with
+    ``IPython.display.HTML(animation.to_jshtml())``, which needs no ffmpeg.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation
+
+    require_tensor(frames, "frames")
+    if frames.ndim != 5 or frames.shape[0] == 0:
+        raise ValueError(f"frames must have shape (F, N, C, H, W) with F >= 1, got {tuple(frames.shape)}")
+    if titles is not None and len(titles) != frames.shape[0]:
+        raise ValueError(f"titles must hold one string per frame ({frames.shape[0]}), got {len(titles)}")
+    grids = [image_grid(frame, ncols) for frame in frames]
+    fig, ax = plt.subplots(figsize=(size, size))
+    picture = ax.imshow(grids[0][..., 0] if grids[0].shape[-1] == 1 else grids[0], cmap="gray", vmin=0, vmax=1,
+                        interpolation="nearest")
+    ax.set_axis_off()
+
+    def draw(index):
+        grid = grids[index]
+        picture.set_data(grid[..., 0] if grid.shape[-1] == 1 else grid)
+        if titles is not None:
+            ax.set_title(titles[index])
+        return (picture,)
+
+    animation = FuncAnimation(fig, draw, frames=len(grids), interval=interval, blit=False)
+    plt.close(fig)   # the animation is shown as HTML; a static copy of the first frame would be noise
+    return animation

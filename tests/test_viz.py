@@ -22,3 +22,16 @@ def test_image_grid_places_each_image_in_its_tile():
 def test_bad_images_are_named(bad, error):
     with pytest.raises(error, match="images"):
         image_grid(bad)
+
+
+def test_animate_images_has_one_frame_per_leading_index():
+    from course_lib.viz import animate_images
+
+    frames = torch.linspace(-1, 1, 5)[:, None, None, None, None].expand(5, 4, 1, 3, 3)
+    animation = animate_images(frames, titles=[f"t = {t}" for t in range(5)])
+    html = animation.to_jshtml()
+    assert html.count("data:image/png;base64") == 5
+    with pytest.raises(ValueError, match="one string per frame"):
+        animate_images(frames, titles=["only one"])
+    with pytest.raises(ValueError, match=r"\(F, N, C, H, W\)"):
+        animate_images(frames[0])
