@@ -10,12 +10,11 @@ from __future__ import annotations
 import torch
 
 from ._validate import require_float_tensor, require_same_shape
-from .schedules import NoiseSchedule, gather
+from .schedules import NoiseSchedule, gather, require_schedule
 
 
 def _check(schedule, **tensors) -> torch.Tensor:
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    require_schedule(schedule)
     (first_name, first), *rest = tensors.items()
     require_float_tensor(first, first_name)
     for name, tensor in rest:

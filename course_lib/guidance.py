@@ -25,7 +25,7 @@ from ._validate import require_choice, require_float_tensor, require_int, requir
 from .forward import q_sample
 from .sampling import (SAMPLERS, evaluation_mode, make_generator, sampling_plan, predict_noise, ddim_step,
                        ddpm_step)
-from .schedules import NoiseSchedule, gather
+from .schedules import NoiseSchedule, gather, require_schedule
 
 
 # ---------------------------------------------------------------- input checks
@@ -179,8 +179,7 @@ def classifier_guided_model(model, classifier_log_prob, y, scale: float, schedul
     _check_callable(classifier_log_prob, "classifier_log_prob", "classifier_log_prob(x_t, t) -> (B, num_classes)")
     y = _check_labels(y)
     s = _check_scale(scale, "scale")
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    require_schedule(schedule)
 
     def guided(x_t: torch.Tensor, t) -> torch.Tensor:
         eps = model(x_t, t)
@@ -242,8 +241,7 @@ def inpaint(model, schedule: NoiseSchedule, known: torch.Tensor, mask: torch.Ten
     Returns the inpainted samples (B, ...) in known's dtype and device.
     """
     _check_callable(model, "model", "model(x_t, t) -> eps")
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    require_schedule(schedule)
     require_float_tensor(known, "known")
     mask = _check_mask(mask, known)
     require_choice(sampler, "sampler", SAMPLERS)

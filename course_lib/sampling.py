@@ -31,21 +31,15 @@ from torch import nn
 
 from ._validate import require_choice, require_float_tensor, require_int, require_same_shape, require_tensor
 from .forward import predict_eps, predict_x0, q_posterior
-from .schedules import NoiseSchedule, as_timestep_tensor, check_timesteps, gather
+from .schedules import NoiseSchedule, as_timestep_tensor, check_timesteps, gather, require_schedule
 
 SAMPLERS = ("ddpm", "ddim")
 TRAJECTORY_FRAMES = 50      # default number of recorded steps, so animations of 1000-step runs stay small
 
 
 # ---------------------------------------------------------------- input checks
-def _check_schedule(schedule) -> NoiseSchedule:
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
-    return schedule
-
-
 def _check_step_inputs(schedule, x_t, eps, noise, generator) -> None:
-    _check_schedule(schedule)
+    require_schedule(schedule)
     require_float_tensor(x_t, "x_t")
     require_float_tensor(eps, "eps")
     require_same_shape(x_t, eps, "x_t", "eps")
@@ -108,7 +102,7 @@ def estimate_x0(x_t: torch.Tensor, t, eps: torch.Tensor, schedule: NoiseSchedule
     Clamping helps image models, whose data lie in [-1, 1]: early, noisy steps can overshoot by a lot.
     x_t, eps: (B, ...); t: int or (B,). Returns (B, ...).
     """
-    x0_hat = predict_x0(x_t, t, eps, _check_schedule(schedule))
+    x0_hat = predict_x0(x_t, t, eps, require_schedule(schedule))
     return x0_hat.clamp(-1.0, 1.0) if clip_x0 else x0_hat
 
 
@@ -143,7 +137,7 @@ def ddim_sigma(t, t_prev, schedule: NoiseSchedule, eta: float) -> torch.Tensor:
     eta = 0 gives the deterministic DDIM; eta = 1 with t_prev = t - 1 gives DDPM's beta_tilde_t = sigma^2.
     t: int or (B,) in 0..T-1; t_prev: int or (B,) with -1 <= t_prev < t (-1: abar_prev = 1, and sigma = 0).
     """
-    _check_schedule(schedule)
+    require_schedule(schedule)
     eta = _check_eta(eta)
     steps = check_timesteps(t, schedule.T)
     prev_steps = _check_earlier_timesteps(t_prev, steps, "t_prev", "t")
@@ -313,7 +307,7 @@ def sample(model, schedule: NoiseSchedule, shape, sampler: str = "ddpm", steps: 
     """
     if not callable(model):
         raise TypeError(f"model must be callable as model(x_t, t) -> eps, got {type(model).__name__}")
-    _check_schedule(schedule)
+    require_schedule(schedule)
     require_choice(sampler, "sampler", SAMPLERS)
     shape = _check_shape(shape)
     pairs = sampling_plan(sampler, schedule.T, steps, eta)
@@ -368,7 +362,7 @@ def ddim_invert(model, x0: torch.Tensor, schedule: NoiseSchedule, steps: int, pr
     """
     if not callable(model):
         raise TypeError(f"model must be callable as model(x_t, t) -> eps, got {type(model).__name__}")
-    _check_schedule(schedule)
+    require_schedule(schedule)
     require_float_tensor(x0, "x0")
     require_int(fixed_point_iterations, "fixed_point_iterations", minimum=0)
     if model_kwargs is not None and not isinstance(model_kwargs, dict):

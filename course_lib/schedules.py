@@ -103,6 +103,13 @@ class NoiseSchedule:
                 f"alpha_bar[T-1]={self.alpha_bars[-1].item():.3g})")
 
 
+def require_schedule(schedule) -> NoiseSchedule:
+    """``schedule`` itself when it is a NoiseSchedule; a TypeError naming what came otherwise."""
+    if not isinstance(schedule, NoiseSchedule):
+        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    return schedule
+
+
 def as_timestep_tensor(t, name: str = "t") -> torch.Tensor:
     """``t`` (an int, or an integer tensor of shape () or (B,)) as a non-empty CPU int64 tensor of shape (B,) or (1,).
 

@@ -13,13 +13,12 @@ import math
 import torch
 
 from ._validate import require_float_tensor, require_int
-from .schedules import NoiseSchedule, check_timesteps
+from .schedules import NoiseSchedule, check_timesteps, require_schedule
 
 
 def _alpha_bar(t, schedule: NoiseSchedule, batch: int) -> torch.Tensor:
     """abar_t as float64 of shape (B,), for t an int or a tensor of shape (B,)."""
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    require_schedule(schedule)
     steps = check_timesteps(t, schedule.T, batch=batch)
     return schedule.alpha_bars[steps].expand(batch)
 

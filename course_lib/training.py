@@ -30,7 +30,7 @@ from ._io import write_atomically
 from ._validate import require_choice, require_float_tensor, require_int, require_tensor
 from .data import ImageDataset, iterate_batches
 from .forward import eps_from_v, predict_eps, q_sample, v_target
-from .schedules import NoiseSchedule
+from .schedules import NoiseSchedule, require_schedule
 from .unet import UNet
 
 PARAMETERIZATIONS = ("eps", "x0", "v")
@@ -67,8 +67,7 @@ def diffusion_loss(model, x0: torch.Tensor, schedule: NoiseSchedule, t=None, noi
     class-conditional model, passed as model(x_t, t, y=y); None calls model(x_t, t). Returns a scalar.
     """
     require_float_tensor(x0, "x0", min_dims=2)
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    require_schedule(schedule)
     require_choice(parameterization, "parameterization", PARAMETERIZATIONS)
     if t is None:
         t = sample_timesteps(x0.shape[0], schedule.T, generator)
