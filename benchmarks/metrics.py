@@ -42,7 +42,7 @@ def main() -> int:
     start = time.perf_counter()
     classifier = metrics.load_classifier()
     test_accuracy = metrics.accuracy(classifier, load_digits("test"))
-    print(f"digits classifier ({metrics.ASSET.name}): test accuracy {test_accuracy:.4f} on {N} test digits\n")
+    print(f"digits classifier ({metrics.CLASSIFIER_ASSET.name}): test accuracy {test_accuracy:.4f} on {N} test digits\n")
     header = f"{'images':34s} {'n':>4s} {'confident':>9s} {'entropy':>8s} {'FD':>9s} {'NN mean':>8s} {'NN min':>7s}"
     print(header)
     print("-" * len(header))

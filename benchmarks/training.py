@@ -16,7 +16,7 @@ import torch
 from course_lib import metrics
 from course_lib.guidance import cfg_model
 from course_lib.sampling import sample
-from course_lib.training import ASSET, load_checkpoint
+from course_lib.training import DIFFUSION_ASSET, load_checkpoint
 
 COLUMNS = ("confident_fraction", "class_entropy", "frechet_distance", "nn_distance_mean", "nn_distance_min")
 
@@ -37,8 +37,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="samples per row (2..359); default %(default)s")
     args = parser.parse_args()
-    model, schedule, info = load_checkpoint(ASSET)
-    print(f"{ASSET.name}: step {info['step']}, {info['seconds']:.0f} s of training, made by\n  {info['command']}\n")
+    model, schedule, info = load_checkpoint(DIFFUSION_ASSET)
+    print(f"{DIFFUSION_ASSET.name}: step {info['step']}, {info['seconds']:.0f} s of training, made by\n  {info['command']}\n")
     print(f"{'row':36s} " + " ".join(f"{c[:14]:>14s}" for c in COLUMNS) + f" {'seconds':>8s}")
     for name, (network, kwargs) in samplers(model, args.n).items():
         for sampler, steps in (("ddim", 50), ("ddpm", None)):

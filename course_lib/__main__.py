@@ -152,26 +152,18 @@ def train_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sampling_model(model, schedule, info, label, guidance, n):
-    """The callable eps(x_t, t) the samplers run: unconditional, conditional, or classifier-free guided."""
+def _sampling_model(model, label, guidance, n):
+    """The network the sampler calls: unconditional, conditional on one label, or classifier-free guided."""
     import torch
 
-    from .training import eps_from_output
-
     if label is None:
-        network = model
-    else:
-        y = torch.full((n,), label, dtype=torch.int64)
-        if guidance is None:
-            def network(x, t):
-                return model(x, t, y=y)
-        else:
-            from .guidance import cfg_model   # imported here: only guided sampling needs it
+        return model
+    y = torch.full((n,), label, dtype=torch.int64)
+    if guidance is None:
+        return lambda x, t: model(x, t, y=y)
+    from .guidance import cfg_model   # imported here: only guided sampling needs it
 
-            network = cfg_model(model, y, guidance, model.num_classes)
-    if info["parameterization"] == "eps":
-        return network
-    return lambda x, t: eps_from_output(network(x, t), x, t, schedule, info["parameterization"])
+    return cfg_model(model, y, guidance, model.num_classes)
 
 
 def sample_command(args: argparse.Namespace) -> int:
@@ -210,13 +202,13 @@ def sample_command(args: argparse.Namespace) -> int:
             raise ValueError(f"--steps must lie in 1..{schedule.T}, got {steps}")
         if not 0 <= args.eta <= 1:
             raise ValueError(f"--eta must lie in [0, 1], got {args.eta}")
-        network = _sampling_model(model, schedule, info, args.label, args.guidance, args.n)
+        network = _sampling_model(model, args.label, args.guidance, args.n)
     except (TypeError, ValueError, FileNotFoundError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     shape = (args.n, *info["dataset"]["image_shape"])
     samples = sample(network, schedule, shape, sampler=args.sampler, steps=steps, eta=args.eta, seed=args.seed,
-                     clip_x0=not args.no_clip)
+                     clip_x0=not args.no_clip, parameterization=info["parameterization"]).images
     images = ((samples.clamp(-1, 1) + 1) / 2).to(torch.float32)          # [-1, 1] -> [0, 1]
     if args.out.suffix == ".npy":
         buffer = io.BytesIO()

@@ -38,7 +38,7 @@ from ._io import write_atomically
 from ._validate import require_float_tensor
 from .data import ImageDataset, iterate_batches, load_digits
 
-ASSET = Path(__file__).resolve().parent / "assets" / "digits_classifier.pt"
+CLASSIFIER_ASSET = Path(__file__).resolve().parent / "assets" / "digits_classifier.pt"
 TRAIN_COMMAND = "python -m course_lib.metrics --train-classifier"
 NUM_CLASSES = 10
 CONFIDENCE_THRESHOLD = 0.9
@@ -125,7 +125,7 @@ def accuracy(model: nn.Module, dataset: ImageDataset) -> float:
     return (model(dataset.images).argmax(1) == dataset.labels).float().mean().item()
 
 
-def save_classifier(model: DigitsClassifier, test_accuracy: float, seed: int, path=ASSET) -> None:
+def save_classifier(model: DigitsClassifier, test_accuracy: float, seed: int, path=CLASSIFIER_ASSET) -> None:
     payload = {"state_dict": model.state_dict(), "test_accuracy": test_accuracy, "seed": seed,
                "command": TRAIN_COMMAND, "torch_version": str(torch.__version__)}
     write_atomically(path, lambda temporary: torch.save(payload, temporary))
@@ -134,7 +134,7 @@ def save_classifier(model: DigitsClassifier, test_accuracy: float, seed: int, pa
 _loaded: dict[str, DigitsClassifier] = {}
 
 
-def load_classifier(path=ASSET, train_if_missing: bool = True) -> DigitsClassifier:
+def load_classifier(path=CLASSIFIER_ASSET, train_if_missing: bool = True) -> DigitsClassifier:
     """The trained digits classifier in eval mode (cached in memory after the first call).
 
     When ``path`` does not exist, the classifier is trained (seed 0, a few seconds) and saved there
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-classifier", action="store_true",
                         help="train it (seeded, a few seconds) and save it to --out")
     parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
-    parser.add_argument("--out", type=Path, default=ASSET, help="default: %(default)s")
+    parser.add_argument("--out", type=Path, default=CLASSIFIER_ASSET, help="default: %(default)s")
     args = parser.parse_args(argv)
     if not args.train_classifier:
         parser.print_help()

@@ -9,7 +9,6 @@ and device when they are used.
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 
@@ -19,30 +18,22 @@ SCHEDULE_NAMES = ("linear", "cosine")
 
 
 def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
-    """Ho et al. (2020): betas evenly spaced from beta_start to beta_end, both ends included.
+    """Ho et al. (2020), sec. 4: betas evenly spaced from beta_start to beta_end, both ends included.
 
     Returns a float64 tensor of shape (T,).
     """
-    require_int(T, "T", minimum=1)
-    if not 0.0 < beta_start <= beta_end < 1.0:
-        raise ValueError(f"expected 0 < beta_start <= beta_end < 1, got beta_start={beta_start}, "
-                         f"beta_end={beta_end}")
     return torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
 
 
 def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
-    """Nichol & Dhariwal (2021): beta_t = min(1 - f((t+1)/T) / f(t/T), max_beta) for 0-based t.
+    """Nichol & Dhariwal (2021), eq. 17: beta_t = min(1 - f((t+1)/T) / f(t/T), max_beta) for 0-based t,
+    f(u) = cos((u + s) / (1 + s) * pi / 2)^2.
 
     Clipping at max_beta avoids the singularity at the end of the schedule, where f(1) = 0.
     Returns a float64 tensor of shape (T,).
     """
-    require_int(T, "T", minimum=1)
-    if not 0.0 <= s < 1.0:
-        raise ValueError(f"expected 0 <= s < 1, got s={s}")
-    if not 0.0 < max_beta < 1.0:
-        raise ValueError(f"expected 0 < max_beta < 1, got max_beta={max_beta}")
     u = torch.arange(T + 1, dtype=torch.float64) / T
-    f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2      # eq. 17 before normalising by f(0)
+    f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
     return torch.clamp(1 - f[1:] / f[:-1], max=max_beta)
 
 
@@ -54,7 +45,7 @@ class NoiseSchedule:
         alpha_bars_prev (alpha_bars shifted right, with alpha_bars_prev[0] = 1),
         posterior_variance = beta_tilde_t = (1 - alpha_bars_prev) / (1 - alpha_bars) * betas   (DDPM eq. 7),
         snr = alpha_bars / (1 - alpha_bars),
-        sqrt_alpha_bars, sqrt_one_minus_alpha_bars, and the two posterior-mean coefficients
+        sqrt_alpha_bars, sqrt_one_minus_alpha_bars, sqrt_posterior_variance, and the two posterior-mean coefficients
         posterior_mean_coef_x0 = sqrt(abar_{t-1}) beta_t / (1 - abar_t),
         posterior_mean_coef_xt = sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t)   (DDPM eq. 7).
     """
@@ -77,6 +68,7 @@ class NoiseSchedule:
         # 1 - alpha_bar near t = 0 is a difference of nearly equal numbers.
         self.sqrt_alpha_bars = self.alpha_bars.sqrt()
         self.sqrt_one_minus_alpha_bars = (1.0 - self.alpha_bars).sqrt()
+        self.sqrt_posterior_variance = self.posterior_variance.sqrt()
         self.posterior_mean_coef_x0 = self.alpha_bars_prev.sqrt() * betas / (1.0 - self.alpha_bars)
         self.posterior_mean_coef_xt = self.alphas.sqrt() * (1.0 - self.alpha_bars_prev) / (1.0 - self.alpha_bars)
 
@@ -86,10 +78,21 @@ class NoiseSchedule:
 
     @classmethod
     def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "NoiseSchedule":
+        """``linear_betas(T, beta_start, beta_end)``, checked."""
+        require_int(T, "T", minimum=1)
+        if not 0.0 < beta_start <= beta_end < 1.0:
+            raise ValueError(f"expected 0 < beta_start <= beta_end < 1, got beta_start={beta_start}, "
+                             f"beta_end={beta_end}")
         return cls(linear_betas(T, beta_start, beta_end))
 
     @classmethod
     def cosine(cls, T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> "NoiseSchedule":
+        """``cosine_betas(T, s, max_beta)``, checked."""
+        require_int(T, "T", minimum=1)
+        if not 0.0 <= s < 1.0:
+            raise ValueError(f"expected 0 <= s < 1, got s={s}")
+        if not 0.0 < max_beta < 1.0:
+            raise ValueError(f"expected 0 < max_beta < 1, got max_beta={max_beta}")
         return cls(cosine_betas(T, s, max_beta))
 
     @classmethod
@@ -103,53 +106,31 @@ class NoiseSchedule:
                 f"alpha_bar[T-1]={self.alpha_bars[-1].item():.3g})")
 
 
-def require_schedule(schedule) -> NoiseSchedule:
-    """``schedule`` itself when it is a NoiseSchedule; a TypeError naming what came otherwise."""
-    if not isinstance(schedule, NoiseSchedule):
-        raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
-    return schedule
+def timestep_tensor(t, like: torch.Tensor) -> torch.Tensor:
+    """The one timestep helper: ``t`` (an int, or an integer tensor of 1 or B timesteps) as int64 (B,) on like's
+    device, B = like.shape[0]; a single timestep is repeated for the whole batch. No range checks (see
+    ``_validate.require_timesteps`` at the edges)."""
+    return torch.as_tensor(t, dtype=torch.int64, device=like.device).reshape(-1).expand(like.shape[0])
 
 
-def as_timestep_tensor(t, name: str = "t") -> torch.Tensor:
-    """``t`` (an int, or an integer tensor of shape () or (B,)) as a non-empty CPU int64 tensor of shape (B,) or (1,).
+def derived(values: torch.Tensor, key, make):
+    """``make(values)`` computed once per schedule tensor and ``key``, then reused.
 
-    Checks the type only; ``check_timesteps`` adds the range and batch checks.
+    Schedule tensors never change after construction, and casting a coefficient to the model's dtype on
+    every call cost more than a sampler step's arithmetic (see benchmarks/step_overhead.py).
     """
-    if isinstance(t, bool):
-        raise TypeError(f"{name} must be an int or an integer tensor, got bool")
-    if isinstance(t, numbers.Integral):
-        t = torch.tensor([int(t)])
-    elif isinstance(t, torch.Tensor):
-        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-            raise TypeError(f"{name} must hold integer timesteps, got dtype {t.dtype}")
-        if t.ndim > 1:
-            raise ValueError(f"{name} must be an int or a tensor of shape (B,), got shape {tuple(t.shape)}")
-    else:
-        raise TypeError(f"{name} must be an int or an integer tensor, got {type(t).__name__}")
-    if t.numel() == 0:
-        raise ValueError(f"{name} must hold at least one timestep")
-    return t.reshape(-1).to(device="cpu", dtype=torch.int64)
-
-
-def check_timesteps(t, T: int, batch: int | None = None) -> torch.Tensor:
-    """Turn ``t`` (an int, or an integer tensor of shape () or (B,)) into a CPU int64 tensor of shape (B,).
-
-    Raises when a timestep lies outside {0, ..., T-1} or the batch size disagrees with ``batch``.
-    """
-    t = as_timestep_tensor(t)
-    if t.min() < 0 or t.max() >= T:
-        raise ValueError(f"timesteps must lie in 0..{T - 1} (0-based, T={T}); got values from "
-                         f"{t.min().item()} to {t.max().item()}")
-    if batch is not None and t.numel() not in (1, batch):
-        raise ValueError(f"t must hold 1 or {batch} timesteps (one per batch item), got {t.numel()}")
-    return t
+    cache = values.__dict__.setdefault("_derived", {})
+    if key not in cache:
+        cache[key] = make(values)
+    return cache[key]
 
 
 def gather(values: torch.Tensor, t, like: torch.Tensor) -> torch.Tensor:
-    """values[t] reshaped to (B, 1, ..., 1) so it broadcasts against ``like`` (B, ...), in like's dtype and device.
+    """values[t] shaped (B, 1, ..., 1) to broadcast against ``like`` (B, ...), in like's dtype and device.
 
-    ``values`` is a float64 schedule tensor of shape (T,); ``t`` an int or an integer tensor of shape (B,).
+    ``values``: a float64 schedule tensor of shape (T,); ``t``: an int (giving shape (1, 1, ..., 1)) or an
+    integer tensor of shape (B,).
     """
-    steps = check_timesteps(t, values.numel(), batch=like.shape[0] if like.ndim else None)
-    picked = values[steps].to(device=like.device, dtype=like.dtype)
-    return picked.reshape(-1, *([1] * (like.ndim - 1)))
+    column = derived(values, (like.dtype, like.device, like.ndim),
+                     lambda v: v.to(device=like.device, dtype=like.dtype).reshape(-1, *([1] * (like.ndim - 1))))
+    return column[t:t + 1] if isinstance(t, int) else column[t.to(column.device)]

@@ -13,14 +13,12 @@ import math
 import torch
 
 from ._validate import require_float_tensor, require_int
-from .schedules import NoiseSchedule, check_timesteps, require_schedule
+from .schedules import NoiseSchedule
 
 
 def _alpha_bar(t, schedule: NoiseSchedule, batch: int) -> torch.Tensor:
     """abar_t as float64 of shape (B,), for t an int or a tensor of shape (B,)."""
-    require_schedule(schedule)
-    steps = check_timesteps(t, schedule.T, batch=batch)
-    return schedule.alpha_bars[steps].expand(batch)
+    return schedule.alpha_bars[torch.as_tensor(t, dtype=torch.int64).cpu()].reshape(-1).expand(batch)
 
 
 class GaussianMixture:
@@ -144,13 +142,8 @@ def optimal_denoiser(x_t: torch.Tensor, t, data: torch.Tensor, schedule: NoiseSc
     """E[x0 | x_t] when x0 is drawn uniformly from a finite data set.
 
     weights_i = softmax_i(-||x_t - sqrt(abar_t) y_i||^2 / (2 (1 - abar_t))), result = sum_i weights_i y_i.
-    x_t: (B, ...); data: (N, ...) with the same trailing shape. Returns (B, ...) in x_t's dtype.
+    x_t: (B, ...); data: (N, ...) with the same trailing shape; t: int or (B,). Returns (B, ...) in x_t's dtype.
     """
-    require_float_tensor(x_t, "x_t")
-    require_float_tensor(data, "data")
-    if data.shape[1:] != x_t.shape[1:]:
-        raise ValueError(f"data items must have the shape of x_t items {tuple(x_t.shape[1:])}, "
-                         f"got {tuple(data.shape[1:])}")
     alpha_bar = _alpha_bar(t, schedule, x_t.shape[0])[:, None]
     flat_x = x_t.reshape(x_t.shape[0], -1).double()
     flat_data = data.reshape(data.shape[0], -1).double()

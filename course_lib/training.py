@@ -27,16 +27,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._io import write_atomically
-from ._validate import require_choice, require_float_tensor, require_int, require_tensor
+from ._validate import require_choice, require_int, require_schedule
 from .data import ImageDataset, iterate_batches
-from .forward import eps_from_v, predict_eps, q_sample, v_target
-from .schedules import NoiseSchedule, require_schedule
+from .forward import PARAMETERIZATIONS, q_sample, v_from_x0_eps
+from .schedules import NoiseSchedule
 from .unet import UNet
 
-PARAMETERIZATIONS = ("eps", "x0", "v")
 CHECKPOINT_FORMAT = "diffusion-course checkpoint v1"
-ASSET = Path(__file__).resolve().parent / "assets" / "digits_conditional.pt"
-ASSET_COMMAND = ("python -m course_lib train --dataset digits --conditional --steps 4000 --lr 2e-3 --seed 0 "
+DIFFUSION_ASSET = Path(__file__).resolve().parent / "assets" / "digits_conditional.pt"
+DIFFUSION_ASSET_COMMAND = ("python -m course_lib train --dataset digits --conditional --steps 4000 --lr 2e-3 --seed 0 "
                  "--out runs/digits_conditional.pt --export course_lib/assets/digits_conditional.pt")
 
 
@@ -49,44 +48,29 @@ def sample_timesteps(batch: int, T: int, generator: torch.Generator | None = Non
 def loss_target(x0: torch.Tensor, noise: torch.Tensor, t, schedule: NoiseSchedule, parameterization: str = "eps"):
     """The regression target for x_t = q_sample(x0, t, noise): noise ("eps"), x0 ("x0") or
     v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0 ("v", Salimans & Ho 2022). Shapes (B, ...)."""
-    require_choice(parameterization, "parameterization", PARAMETERIZATIONS)
     if parameterization == "eps":
         return noise
     if parameterization == "x0":
         return x0
-    return v_target(x0, noise, t, schedule)
+    return v_from_x0_eps(x0, t, noise, schedule)
 
 
 def diffusion_loss(model, x0: torch.Tensor, schedule: NoiseSchedule, t=None, noise=None, y=None,
                    parameterization: str = "eps", generator: torch.Generator | None = None) -> torch.Tensor:
-    """L_simple (Ho et al. 2020, eq. 14): mean over every element of (target - model(x_t, t, y))^2.
+    """L_simple (Ho et al. 2020, eq. 14): mean over every element of (target - model(x_t, t, y))^2,
+    x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise, target = noise for "eps" (see ``loss_target``).
 
-    x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise. x0: (B, C, H, W); t: int64 (B,), drawn uniformly from
-    0..T-1 when None; noise: like x0, drawn from N(0, I) when None. Random draws use ``generator`` on the CPU
-    (then move to x0's device), so a seed gives the same loss on every device. y: labels (B,) for a
-    class-conditional model, passed as model(x_t, t, y=y); None calls model(x_t, t). Returns a scalar.
+    x0: (B, C, H, W); t: int64 (B,), drawn uniformly from 0..T-1 when None; noise: like x0, drawn from
+    N(0, I) when None. Random draws use ``generator`` on the CPU (then move to x0's device), so a seed gives
+    the same loss on every device. y: labels (B,) for a class-conditional model, passed as
+    model(x_t, t, y=y); None calls model(x_t, t). Returns a scalar.
     """
-    require_float_tensor(x0, "x0", min_dims=2)
-    require_schedule(schedule)
-    require_choice(parameterization, "parameterization", PARAMETERIZATIONS)
-    if t is None:
-        t = sample_timesteps(x0.shape[0], schedule.T, generator)
-    if noise is None:
-        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    t = sample_timesteps(x0.shape[0], schedule.T, generator) if t is None else t
+    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype) if noise is None else noise
     t, noise = t.to(x0.device), noise.to(x0.device)
     x_t = q_sample(x0, t, noise, schedule)
     output = model(x_t, t) if y is None else model(x_t, t, y=y)
     return F.mse_loss(output, loss_target(x0, noise, t, schedule, parameterization))
-
-
-def eps_from_output(output: torch.Tensor, x_t: torch.Tensor, t, schedule: NoiseSchedule,
-                    parameterization: str) -> torch.Tensor:
-    """Turn a network output of any parameterization into the noise prediction the samplers use."""
-    if parameterization == "eps":
-        return output
-    if parameterization == "x0":
-        return predict_eps(x_t, t, output, schedule)
-    return eps_from_v(x_t, t, output, schedule)
 
 
 # ---------------------------------------------------------------- classifier-free guidance training
@@ -96,9 +80,6 @@ def drop_labels(y: torch.Tensor, p: float, null_class: int, generator: torch.Gen
     One network then learns both eps(x_t, t, y) and the unconditional eps(x_t, t, null), the two
     predictions classifier-free guidance mixes. Returns a new tensor; y is left untouched.
     """
-    require_tensor(y, "y")
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must lie in [0, 1], got {p}")
     drop = torch.rand(y.shape, generator=generator).to(y.device) < p
     return torch.where(drop, torch.full_like(y, null_class), y)
 
@@ -165,7 +146,7 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     return payload
 
 
-def load_checkpoint(path=ASSET, map_location="cpu"):
+def load_checkpoint(path=DIFFUSION_ASSET, map_location="cpu"):
     """(model with the EMA weights, in eval mode; its NoiseSchedule; info dict) from a checkpoint file.
 
     info holds everything else: unet_config, schedule spec, dataset (name, image_shape, class_names),
@@ -220,6 +201,7 @@ the EMA weights: a small file to ship or to sample from, which cannot be resumed
     Returns a TrainResult; its loss_history covers every step since step 0.
     """
     _check_budget(steps, max_seconds)
+    require_schedule(schedule)
     require_choice(parameterization, "parameterization", PARAMETERIZATIONS)
     require_int(seed, "seed", minimum=0)
     if resume and checkpoint is None:

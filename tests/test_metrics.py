@@ -11,7 +11,7 @@ from course_lib.data import load_digits
 
 @pytest.fixture(scope="module")
 def classifier():
-    assert metrics.ASSET.is_file(), f"the classifier asset is missing; run `{metrics.TRAIN_COMMAND}`"
+    assert metrics.CLASSIFIER_ASSET.is_file(), f"the classifier asset is missing; run `{metrics.TRAIN_COMMAND}`"
     return metrics.load_classifier(train_if_missing=False)
 
 
@@ -21,8 +21,8 @@ def noise(n, seed=0):
 
 def test_shipped_classifier_is_accurate_and_small(classifier):
     assert metrics.accuracy(classifier, load_digits("test")) >= 0.9
-    assert metrics.ASSET.stat().st_size < 400 * 1024
-    stored = torch.load(metrics.ASSET, weights_only=True)
+    assert metrics.CLASSIFIER_ASSET.stat().st_size < 400 * 1024
+    stored = torch.load(metrics.CLASSIFIER_ASSET, weights_only=True)
     assert stored["command"] == metrics.TRAIN_COMMAND and stored["test_accuracy"] >= 0.9
 
 
