@@ -44,12 +44,12 @@ def main() -> None:
         for sampler, steps in (("ddim", 50), ("ddpm", None)):
             start = time.perf_counter()
             images = sample(network, schedule, (args.n, 1, 8, 8), sampler=sampler, steps=steps, seed=0,
-                            clip_x0=True, model_kwargs=kwargs, progress=False)
+                            clip_x0=True, model_kwargs=kwargs, progress=False).images
             row(f"{name}, {sampler.upper()} {steps or schedule.T}", images, time.perf_counter() - start)
     # The cosine schedule ends at alpha_bar = 2e-9: unclamped x0 estimates of the first DDIM steps are huge.
     start = time.perf_counter()
     images = sample(model, schedule, (args.n, 1, 8, 8), sampler="ddim", steps=50, seed=0, progress=False,
-                    model_kwargs={"y": torch.arange(args.n) % model.num_classes})
+                    model_kwargs={"y": torch.arange(args.n) % model.num_classes}).images
     row("conditional, DDIM 50, no clip_x0", images, time.perf_counter() - start)
     floor = metrics.real_data_floor(args.n)
     print(f"{'real test digits (the floor)':36s} " + " ".join(f"{floor[c]:14.3f}" for c in COLUMNS))

@@ -35,7 +35,7 @@ TRAJECTORY_FRAMES = 50      # default number of recorded steps, so animations of
 class Trajectory:
     """Frames of one run, on the CPU, for pictures and animations. F frames:
 
-    timesteps: (F,) the t of each recorded step (int64, or float64 for continuous time), then the plan's last
+    timesteps: (F,) the t of each recorded step (int64; float32 for continuous times), then the plan's last
                t_next (-1: the finished samples).
     x_t:       (F, B, ...) the samples entering each recorded step (frame 0 is x_T), then the final samples.
     x0_pred:   (F, B, ...) the x0 estimate made at that step, then the final samples; None when the step

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._io import write_atomically
-from ._validate import require_choice, require_int, require_schedule
+from ._validate import require_choice, require_int, require_number, require_schedule
 from .data import ImageDataset, iterate_batches
 from .forward import PARAMETERIZATIONS, q_sample, v_from_x0_eps
 from .schedules import NoiseSchedule
@@ -202,6 +202,7 @@ the EMA weights: a small file to ship or to sample from, which cannot be resumed
     """
     _check_budget(steps, max_seconds)
     require_schedule(schedule)
+    require_number(label_dropout, "label_dropout", 0.0, 1.0)
     require_choice(parameterization, "parameterization", PARAMETERIZATIONS)
     require_int(seed, "seed", minimum=0)
     if resume and checkpoint is None:

@@ -67,9 +67,9 @@ def test_conversions_round_trip(schedule):
     t = torch.tensor([0, 5, 30, 70, 99])
     x_t = forward.q_sample(x0, t, eps, schedule)
     assert x_t.dtype == torch.float32
-    assert torch.allclose(forward.predict_x0(x_t, t, eps, schedule), x0, atol=1e-3)
-    assert torch.allclose(forward.predict_eps(x_t, t, x0, schedule), eps, atol=1e-4)
-    v = forward.v_target(x0, eps, t, schedule)
+    assert torch.allclose(forward.x0_from_eps(x_t, t, eps, schedule), x0, atol=1e-3)
+    assert torch.allclose(forward.eps_from_x0(x_t, t, x0, schedule), eps, atol=1e-4)
+    v = forward.v_from_x0_eps(x0, t, eps, schedule)
     assert torch.allclose(forward.x0_from_v(x_t, t, v, schedule), x0, atol=1e-5)
     assert torch.allclose(forward.eps_from_v(x_t, t, v, schedule), eps, atol=1e-5)
     score = forward.score_from_eps(eps, t, schedule)
@@ -91,21 +91,28 @@ def test_score_from_eps_is_the_gradient_of_log_q(schedule):
 def test_v_has_unit_variance(schedule):
     generator = torch.Generator().manual_seed(2)
     x0, eps = torch.randn(100_000, 1, generator=generator), torch.randn(100_000, 1, generator=generator)
-    v = forward.v_target(x0, eps, 50, schedule)
+    v = forward.v_from_x0_eps(x0, 50, eps, schedule)
     assert v.std().item() == pytest.approx(1.0, abs=0.01)
 
 
-@pytest.mark.parametrize("call, error, message", [
-    (lambda s: forward.q_sample([1.0], 0, torch.zeros(1), s), TypeError, "x0 must be a torch.Tensor"),
-    (lambda s: forward.q_sample(torch.zeros(2, 3), 0, torch.zeros(2, 4), s), ValueError, "noise must have the shape"),
-    (lambda s: forward.q_sample(torch.zeros(2, 3), 100, torch.zeros(2, 3), s), ValueError, r"0\.\.99"),
-    (lambda s: forward.q_sample(torch.zeros(2, 3, dtype=torch.int64), 0, torch.zeros(2, 3), s), TypeError,
-     "floating-point"),
-    (lambda s: forward.q_sample(torch.zeros(2, 3), 0, torch.zeros(2, 3), "linear"), TypeError, "NoiseSchedule"),
-    (lambda s: forward.q_posterior(torch.zeros(2, 3), torch.zeros(2, 3), torch.tensor([1, 2, 3]), s), ValueError,
-     "1 or 2 timesteps"),
-    (lambda s: forward.score_from_eps(torch.zeros(2, 3), 1.5, s), TypeError, "int or an integer tensor"),
-])
-def test_bad_input_is_named(schedule, call, error, message):
-    with pytest.raises(error, match=message):
-        call(schedule)
+def test_model_eps_applies_the_parameterization(schedule):
+    """A network that outputs the true x0 or v gives back the true eps; the model sees t as int64 (B,)."""
+    generator = torch.Generator().manual_seed(3)
+    x0, eps = torch.randn(4, 2, generator=generator), torch.randn(4, 2, generator=generator)
+    t = torch.tensor([3, 20, 50, 90])
+    x_t = forward.q_sample(x0, t, eps, schedule)
+    outputs = {"eps": eps, "x0": x0, "v": forward.v_from_x0_eps(x0, t, eps, schedule)}
+    for parameterization, output in outputs.items():
+        seen = []
+
+        def model(x, steps, output=output):
+            seen.append(steps)
+            return output
+
+        assert torch.allclose(forward.model_eps(model, x_t, t, schedule, parameterization), eps, atol=1e-5)
+        assert seen[0].dtype == torch.int64 and torch.equal(seen[0], t)
+    seen = []
+    forward.model_eps(lambda x, steps: seen.append(steps) or eps, x_t, 7, schedule)
+    assert seen[0].tolist() == [7, 7, 7, 7]
+    with pytest.raises(ValueError, match=r"x_t's shape \(4, 2\)"):
+        forward.model_eps(lambda x, steps: x[:2], x_t, 7, schedule)

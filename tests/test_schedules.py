@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from course_lib.schedules import NoiseSchedule, check_timesteps, cosine_betas, gather, linear_betas
+from course_lib._validate import require_timesteps
+from course_lib.schedules import NoiseSchedule, cosine_betas, gather, linear_betas, timestep_tensor
 
 
 def test_linear_betas_spans_both_ends_in_float64():
@@ -53,10 +54,10 @@ def test_from_name():
 
 
 @pytest.mark.parametrize("call, error, message", [
-    (lambda: linear_betas(0), ValueError, "T must be >= 1"),
-    (lambda: linear_betas(10.0), TypeError, "T must be an int"),
-    (lambda: linear_betas(10, 0.1, 0.01), ValueError, "beta_start <= beta_end"),
-    (lambda: cosine_betas(10, max_beta=1.5), ValueError, "max_beta"),
+    (lambda: NoiseSchedule.linear(0), ValueError, "T must be >= 1"),
+    (lambda: NoiseSchedule.linear(10.0), TypeError, "T must be an int"),
+    (lambda: NoiseSchedule.linear(10, 0.1, 0.01), ValueError, "beta_start <= beta_end"),
+    (lambda: NoiseSchedule.cosine(10, max_beta=1.5), ValueError, "max_beta"),
     (lambda: NoiseSchedule([0.1, 0.2]), TypeError, "torch.Tensor"),
     (lambda: NoiseSchedule(torch.ones(2, 2) * 0.1), ValueError, r"shape \(T,\)"),
     (lambda: NoiseSchedule(torch.tensor([0.1, 1.0])), ValueError, r"in \(0, 1\)"),
@@ -73,11 +74,22 @@ def test_gather_broadcasts_per_batch_item():
     assert picked.shape == (3, 1, 1, 1) and picked.dtype == torch.float32
     assert torch.allclose(picked.flatten(), schedule.alpha_bars[[0, 4, 9]].float())
     assert gather(schedule.alpha_bars, 3, x).shape == (1, 1, 1, 1)
+    assert gather(schedule.alpha_bars, 3, x).item() == schedule.alpha_bars[3].float().item()
+    assert gather(schedule.alpha_bars, 3, x.double()).dtype == torch.float64          # one cached cast per dtype
+
+
+def test_timestep_tensor_gives_one_int64_timestep_per_batch_item():
+    x = torch.zeros(3, 2)
+    for t in (4, torch.tensor(4), torch.tensor([4])):
+        steps = timestep_tensor(t, x)
+        assert steps.dtype == torch.int64 and steps.tolist() == [4, 4, 4]
+    assert timestep_tensor(torch.tensor([1, 2, 3], dtype=torch.int32), x).tolist() == [1, 2, 3]
 
 
 @pytest.mark.parametrize("t, error, message", [
     (10, ValueError, r"0\.\.9"),
     (-1, ValueError, r"0\.\.9"),
+    (-2, ValueError, r"-1\.\.9 \(-1: clean data\)"),
     (torch.tensor([0.5]), TypeError, "integer"),
     (torch.zeros(2, 2, dtype=torch.int64), ValueError, r"shape \(B,\)"),
     ("3", TypeError, "int or an integer tensor"),
@@ -85,4 +97,4 @@ def test_gather_broadcasts_per_batch_item():
 ])
 def test_bad_timesteps(t, error, message):
     with pytest.raises(error, match=message):
-        check_timesteps(t, T=10, batch=3)
+        require_timesteps(t, T=10, batch=3, allow_clean=isinstance(t, int) and t == -2)

@@ -218,9 +218,9 @@ def _ab(schedule, t, like):
 
 
 register(Exercise(
-    id="01.predict_x0",
+    id="01.x0_from_eps",
     title="x0 from x_t and the noise",
-    reference=forward.predict_x0,
+    reference=forward.x0_from_eps,
     cases=lambda: _conversion_cases(20),
     rtol=1e-4,  # dividing by sqrt(alpha_bar) near the end of the chain magnifies float32 rounding
     mistakes=[
@@ -235,16 +235,16 @@ register(Exercise(
 ))
 
 register(Exercise(
-    id="01.v_target",
+    id="01.v_from_x0_eps",
     title="the velocity target v",
-    reference=forward.v_target,
-    cases=lambda: [Case((c.args[0], c.args[2], c.args[1], c.args[3]), label=c.label) for c in _conversion_cases(30)],
+    reference=forward.v_from_x0_eps,
+    cases=lambda: _conversion_cases(30),
     mistakes=[
-        Mistake("roles swapped", lambda x0, eps, t, s: _ab(s, t, x0).sqrt() * x0 - (1 - _ab(s, t, x0)).sqrt() * eps,
+        Mistake("roles swapped", lambda x0, t, eps, s: _ab(s, t, x0).sqrt() * x0 - (1 - _ab(s, t, x0)).sqrt() * eps,
                 "v = sqrt(abar) * eps - sqrt(1 - abar) * x0: the noise carries sqrt(alpha_bar)."),
-        Mistake("sign flipped", lambda x0, eps, t, s: (1 - _ab(s, t, x0)).sqrt() * x0 - _ab(s, t, x0).sqrt() * eps,
+        Mistake("sign flipped", lambda x0, t, eps, s: (1 - _ab(s, t, x0)).sqrt() * x0 - _ab(s, t, x0).sqrt() * eps,
                 "The sign matters: v = sqrt(abar) eps - sqrt(1 - abar) x0 (positive on the noise)."),
-        Mistake("no square roots", lambda x0, eps, t, s: _ab(s, t, x0) * eps - (1 - _ab(s, t, x0)) * x0,
+        Mistake("no square roots", lambda x0, t, eps, s: _ab(s, t, x0) * eps - (1 - _ab(s, t, x0)) * x0,
                 "Use the square roots, so that v has unit variance like eps and x_t."),
     ],
     hint="v = sqrt(alpha_bar_t) * eps - sqrt(1 - alpha_bar_t) * x0.",

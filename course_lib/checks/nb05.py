@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import sampling
+from .. import ddim
 from ..schedules import NoiseSchedule
 from ._framework import Case, Exercise, Mistake, register, seeded_randn
 
@@ -24,7 +24,7 @@ def _offsets(T, steps):
 register(Exercise(
     id="05.ddim_timesteps",
     title="the trailing DDIM timesteps",
-    reference=sampling.ddim_timesteps,
+    reference=ddim.ddim_timesteps,
     cases=_timestep_cases,
     mistakes=[
         Mistake("leading spacing", lambda T, steps: (torch.arange(steps) * (T // steps)).flip(0),
@@ -48,7 +48,7 @@ register(Exercise(
 # ---------------------------------------------------------------- the deterministic DDIM step
 def ddim_step_eta0(x_t, t, t_prev, eps, schedule):
     """x_{t_prev} = sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev) eps, x0_hat from x_t and eps; abar_{-1} = 1."""
-    return sampling.ddim_step(x_t, t, t_prev, eps, schedule)
+    return ddim.ddim_step(x_t, t, t_prev, eps, schedule)
 
 
 def _step_cases():
@@ -157,7 +157,7 @@ def _theta(z0, z1):
 register(Exercise(
     id="05.slerp",
     title="spherical interpolation between two noises",
-    reference=sampling.slerp,
+    reference=ddim.slerp,
     cases=_slerp_cases,
     mistakes=[
         Mistake("lerp", lambda z0, z1, alpha: (1 - alpha) * z0 + alpha * z1,

@@ -89,11 +89,6 @@ register(Exercise(
 
 
 # ---------------------------------------------------------------- classifier guidance
-def classifier_guidance_eps(eps, gradient, t, scale, schedule):
-    """eps - s sqrt(1 - abar_t) grad_{x_t} log p(y | x_t): eps and gradient (B, ...), t int64 (B,)."""
-    return eps - scale * gather(schedule.sqrt_one_minus_alpha_bars, t, eps) * gradient
-
-
 def _classifier_cases():
     linear = NoiseSchedule.linear(1000)
     return [Case((seeded_randn(4, 2, seed=21), seeded_randn(4, 2, seed=22), torch.tensor([999, 300, 50, 5]), 3.0,
@@ -114,7 +109,7 @@ def _classifier_with(sign=-1, factor="sqrt_one_minus"):
 register(Exercise(
     id="06.classifier_guidance_eps",
     title="classifier guidance on the noise prediction",
-    reference=classifier_guidance_eps,
+    reference=guidance.classifier_guidance_eps,
     cases=_classifier_cases,
     mistakes=[
         Mistake("plus sign", _classifier_with(sign=+1),
@@ -133,11 +128,6 @@ register(Exercise(
 
 
 # ---------------------------------------------------------------- the inpainting merge
-def inpaint_merge(x_generated, known, mask, t_prev, noise, schedule):
-    """mask * q_sample(known, t_prev, noise) + (1 - mask) * x_generated (mask: 1 = known pixel)."""
-    return torch.where(mask.bool(), q_sample(known, t_prev, noise, schedule), x_generated)
-
-
 def _merge_cases():
     schedule = NoiseSchedule.cosine(1000)
     top_half = torch.zeros(1, 1, 8, 8)
@@ -169,7 +159,7 @@ def _merge_with(inverted=False, clean=False, no_root=False):
 register(Exercise(
     id="06.inpaint_merge",
     title="merge the known pixels into the sampler's step",
-    reference=inpaint_merge,
+    reference=guidance.inpaint_merge,
     cases=_merge_cases,
     mistakes=[
         Mistake("mask inverted", _merge_with(inverted=True),
