@@ -95,3 +95,15 @@ def model_eps(model, x_t: torch.Tensor, t, schedule: NoiseSchedule | None = None
     if parameterization == "x0":
         return eps_from_x0(x_t, t, output, schedule)
     return eps_from_v(x_t, t, output, schedule)
+
+
+def q_sample_stats(x0: torch.Tensor, schedule: NoiseSchedule):
+    """Pixel mean and standard deviation of one noised image x_t ~ q(x_t | x0), at every step, as float64 (T,).
+
+    With m0, v0 the mean and variance (dividing by N) over all of x0's elements:
+    mean_t = sqrt(abar_t) m0 and std_t = sqrt(abar_t v0 + 1 - abar_t), the values an image with many
+    pixels has (the noise's own sample mean and its correlation with x0 vanish as N grows).
+    """
+    x0 = x0.detach().to(torch.float64)
+    mean, variance = x0.mean(), x0.var(correction=0)
+    return schedule.sqrt_alpha_bars * mean, (schedule.alpha_bars * variance + 1 - schedule.alpha_bars).sqrt()

@@ -29,13 +29,36 @@ def image_grid(images: torch.Tensor, ncols: int | None = None, pad: int = 1) -> 
     return grid
 
 
+# Smallest on-screen size of one image in a grid drawn by show_images on a new figure: an 8x8 digit
+# shown smaller than this is a blur of a few screen pixels per image pixel.
+MIN_IMAGE_PIXELS = 48
+MAX_FIGURE_INCHES = 16.0
+
+
+def grid_figsize(grid_shape: tuple, image_side: int, dpi: float, title: bool = False) -> tuple[float, float]:
+    """Figure size (inches) that shows a grid of (rows*H, cols*W) pixels with each image >= MIN_IMAGE_PIXELS
+    on screen at ``dpi``; never wider or taller than MAX_FIGURE_INCHES (huge grids shrink to fit)."""
+    height, width = grid_shape[:2]
+    screen_per_pixel = max(MIN_IMAGE_PIXELS / image_side, 1.0)
+    fit = min(1.0, MAX_FIGURE_INCHES * dpi / (screen_per_pixel * max(height, width)))
+    scale = screen_per_pixel * fit / dpi
+    return width * scale, height * scale + (0.3 if title else 0.0)
+
+
 def show_images(images: torch.Tensor, ax=None, ncols: int | None = None, title: str | None = None):
-    """Draw an image grid on ``ax`` (a new figure when None); grayscale images use the gray colormap."""
+    """Draw an image grid on ``ax``; grayscale images use the gray colormap.
+
+    With ``ax=None`` a new figure is sized so that each image is at least MIN_IMAGE_PIXELS screen pixels
+    wide at the current ``figure.dpi`` (48 px for an 8x8 digit: 6 screen pixels per pixel).
+    """
     import matplotlib.pyplot as plt
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4, 4))
     grid = image_grid(images, ncols)
+    if ax is None:
+        dpi = plt.rcParams["figure.dpi"]
+        width, height = grid_figsize(grid.shape, min(images.shape[-2:]), dpi, title=bool(title))
+        fig = plt.figure(figsize=(width, height))
+        ax = fig.add_axes((0, 0, 1, 1 - (0.3 / height if title else 0.0)))
     ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1,
               interpolation="nearest")
     ax.set_axis_off()

@@ -116,3 +116,29 @@ def test_model_eps_applies_the_parameterization(schedule):
     assert seen[0].tolist() == [7, 7, 7, 7]
     with pytest.raises(ValueError, match=r"x_t's shape \(4, 2\)"):
         forward.model_eps(lambda x, steps: x[:2], x_t, 7, schedule)
+
+
+def test_q_sample_stats_match_a_large_noised_image():
+    """The closed-form pixel statistics of x_t agree with q_sample on an image with many pixels."""
+    from course_lib.forward import q_sample_stats
+    from course_lib.schedules import NoiseSchedule
+
+    schedule = NoiseSchedule.cosine(50)
+    x0 = torch.rand(1, 3, 200, 200, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 1.6 - 0.9
+    mean, std = q_sample_stats(x0, schedule)
+    assert mean.dtype == std.dtype == torch.float64 and mean.shape == std.shape == (50,)
+    for index in [0, 10, 25, 49]:
+        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(index), dtype=torch.float64)
+        x_t = forward.q_sample(x0, torch.tensor([index]), noise, schedule)
+        assert abs(x_t.mean().item() - mean[index].item()) < 0.01
+        assert abs(x_t.std(correction=0).item() - std[index].item()) < 0.01
+    assert torch.allclose(std[-1], torch.tensor(1.0, dtype=torch.float64), atol=1e-3), "pure noise has unit std"
+
+
+def test_posterior_coefficients_are_bayes_rule_for_two_gaussians():
+    """Precision-weighting the two Gaussians in x_{t-1} gives DDPM's eq. 7 coefficients (exercise 01)."""
+    from course_lib.checks.nb01 import _bayes_with, posterior_coefficients_reference
+    from course_lib.schedules import cosine_betas
+
+    for derived, closed_form in zip(_bayes_with()(cosine_betas(100)), posterior_coefficients_reference(cosine_betas(100))):
+        assert torch.allclose(derived, closed_form, rtol=1e-12, atol=1e-15)

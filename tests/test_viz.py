@@ -35,3 +35,37 @@ def test_animate_images_has_one_frame_per_leading_index():
         animate_images(frames, titles=["only one"])
     with pytest.raises(ValueError, match=r"\(F, N, C, H, W\)"):
         animate_images(frames[0])
+
+
+@pytest.mark.parametrize("n, ncols", [(1, None), (40, 5), (64, 8), (16, 16)])
+def test_show_images_draws_each_digit_at_least_40_screen_pixels(n, ncols):
+    """Issue 12: on a new figure, one 8x8 digit covers >= ~40 px on screen at the notebook's dpi."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from course_lib.viz import show_images
+
+    with plt.rc_context({"figure.dpi": 72}):
+        ax = show_images(torch.zeros(n, 1, 8, 8), ncols=ncols, title="a title")
+        fig = ax.figure
+        fig.canvas.draw()
+        image_box = ax.get_images()[0].get_window_extent()
+        columns = ncols or int(np.ceil(np.sqrt(n)))
+        rows = int(np.ceil(n / columns))
+        per_pixel = image_box.width / (columns * 9 - 1)         # the grid has a 1-pixel gap between digits
+        assert per_pixel * 8 >= 40, f"one digit is {per_pixel * 8:.0f} px wide"
+        assert abs(image_box.height / (rows * 9 - 1) - per_pixel) < 0.05 * per_pixel, "pixels stay square"
+        assert fig.get_size_inches().max() <= 16.0 + 1e-9
+        plt.close(fig)
+
+
+def test_show_images_on_a_given_axis_leaves_its_figure_alone():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from course_lib.viz import show_images
+
+    fig, ax = plt.subplots(figsize=(3, 2))
+    assert show_images(torch.zeros(4, 1, 8, 8), ax=ax) is ax
+    assert tuple(fig.get_size_inches()) == (3, 2)
+    plt.close(fig)

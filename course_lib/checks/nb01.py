@@ -266,3 +266,77 @@ register(Exercise(
     hint="For q(x_t | x0) = N(sqrt(abar) x0, (1 - abar) I), grad log q = -(x_t - sqrt(abar) x0) / (1 - abar) "
          "= -eps / sqrt(1 - abar).",
 ))
+
+
+# ---------------------------------------------------------------- posterior coefficients, derived by Bayes' rule
+def posterior_coefficients_reference(betas: torch.Tensor):
+    """The three numbers per step that Bayes' rule gives for q(x_{t-1} | x_t, x0) (DDPM eqs. 6-7)."""
+    schedule = NoiseSchedule(betas)
+    return schedule.posterior_mean_coef_x0, schedule.posterior_mean_coef_xt, schedule.posterior_variance
+
+
+def _coefficient_cases():
+    return [Case((schedules.linear_betas(10),), label="10 linear betas"),
+            Case((schedules.linear_betas(50, 0.01, 0.3),), label="50 linear betas from 0.01 to 0.3"),
+            Case((schedules.cosine_betas(40),), label="40 cosine betas"),
+            Case((torch.tensor([0.5, 0.25], dtype=torch.float64),), label="two betas, 0.5 and 0.25")]
+
+
+def _bayes_with(prev_of=None, likelihood_variance_of=lambda beta, alpha: beta / alpha, root=True, dtype=torch.float64):
+    """Bayes' rule for the product of two Gaussians in x_{t-1}, with one typical slip switched in."""
+    def wrong(betas):
+        alphas = 1 - betas
+        alpha_bars = torch.cumprod(alphas, dim=0)
+        prev = (prev_of or (lambda ab: torch.cat([torch.ones(1, dtype=ab.dtype), ab[:-1]])))(alpha_bars)
+        root_of = torch.sqrt if root else (lambda x: x)
+        # likelihood q(x_t | x_{t-1}) as a Gaussian in x_{t-1}: mean x_t / sqrt(alpha), variance beta / alpha;
+        # prior q(x_{t-1} | x0): mean sqrt(prev) x0, variance 1 - prev. Precisions add, means are weighted.
+        like_var, prior_var = likelihood_variance_of(betas, alphas), 1 - prev
+        variance = like_var * prior_var / (like_var + prior_var)
+        coef_xt = variance / like_var / root_of(alphas)
+        coef_x0 = variance / prior_var * root_of(prev)
+        coef_x0 = torch.where(prior_var == 0, torch.ones_like(coef_x0), coef_x0)    # the first step: x_{t-1} = x0
+        return coef_x0.to(dtype), coef_xt.to(dtype), variance.to(dtype)
+    return wrong
+
+
+def _swapped(betas):
+    coef_x0, coef_xt, variance = posterior_coefficients_reference(betas)
+    return coef_xt, coef_x0, variance
+
+
+def _standard_deviation(betas):
+    coef_x0, coef_xt, variance = posterior_coefficients_reference(betas)
+    return coef_x0, coef_xt, variance.sqrt()
+
+
+register(Exercise(
+    id="01.posterior_coefficients",
+    title="the posterior's coefficients from Bayes' rule",
+    reference=posterior_coefficients_reference,
+    cases=_coefficient_cases,
+    mistakes=[
+        Mistake("likelihood variance beta", _bayes_with(likelihood_variance_of=lambda beta, alpha: beta),
+                "Read q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1}, beta_t) as a function of x_{t-1}: it is "
+                "N(x_t / sqrt(alpha_t), beta_t / alpha_t), so its precision is alpha_t / beta_t, not 1 / beta_t."),
+        Mistake("alpha_bar_t in the prior", _bayes_with(prev_of=lambda ab: ab),
+                "The prior is q(x_{t-1} | x0) = N(sqrt(abar_{t-1}) x0, 1 - abar_{t-1}): one step *before* t. "
+                "Shift the cumulative product by one and start it with abar_0 = 1."),
+        Mistake("wrapped around", _bayes_with(prev_of=lambda ab: torch.roll(ab, 1)),
+                "torch.roll wraps the last value round to the front, so step 1 gets abar_T. abar_0 = 1: build "
+                "the shifted product with torch.cat([ones(1), alpha_bars[:-1]])."),
+        Mistake("no square roots", _bayes_with(root=False),
+                "Means scale by square roots: x_{t-1} given x0 has mean sqrt(abar_{t-1}) x0, and undoing the "
+                "forward step divides x_t by sqrt(alpha_t)."),
+        Mistake("coefficients swapped", _swapped,
+                "Return (coefficient of x0, coefficient of x_t, variance), in that order. At step 1 the x0 "
+                "coefficient is 1 and the x_t coefficient 0."),
+        Mistake("standard deviation", _standard_deviation,
+                "The third value is the variance beta_tilde_t, not its square root."),
+        Mistake("float32", _bayes_with(dtype=torch.float32),
+                "Keep the schedule's float64: 1 - abar_t near the first step is a difference of nearly equal numbers."),
+    ],
+    hint="Multiply N(x_{t-1}; x_t / sqrt(alpha_t), beta_t / alpha_t) by N(x_{t-1}; sqrt(abar_{t-1}) x0, 1 - abar_{t-1}): "
+         "1 / variance = alpha_t / beta_t + 1 / (1 - abar_{t-1}); mean = variance * (sqrt(alpha_t) / beta_t * x_t + "
+         "sqrt(abar_{t-1}) / (1 - abar_{t-1}) * x0). Read off the two coefficients.",
+))

@@ -9,8 +9,9 @@ import math
 
 import torch
 
-from .. import procedural
+from .. import forward, procedural
 from ..procedural import EASINGS, EXPONENTIAL_RATE, MAX_NOISE, NOISE_SCHEDULES, ease, noise_scale, progress_of
+from ..schedules import NoiseSchedule
 from ._framework import Case, Exercise, Mistake, register, seeded_generator
 
 
@@ -176,4 +177,57 @@ register(Exercise(
     ],
     hint="Return four Python floats (use .item()): image.mean(), the std dividing by N (correction=0), "
          "image.min(), image.max(), all over every pixel and channel.",
+))
+
+
+# ---------------------------------------------------------------- statistics of a forward-noised image
+def _forward_stats_cases():
+    generator = seeded_generator(5)
+    return [Case((torch.rand(1, 3, 6, 5, generator=generator) * 2 - 1, NoiseSchedule.cosine(50)),
+                 label="an RGB image, cosine T=50"),
+            Case((torch.rand(2, 1, 8, 8, generator=generator) * 1.5 - 0.9, NoiseSchedule.linear(20, 0.01, 0.3)),
+                 label="two grey images, linear T=20 with large betas"),
+            Case((torch.tensor([[-1.0, 1.0], [1.0, 1.0]], dtype=torch.float64).reshape(1, 1, 2, 2),
+                  NoiseSchedule.linear(10, 0.05, 0.5)), label="four pixels -1, 1, 1, 1")]
+
+
+def _forward_stats_with(values_of=lambda s: s.alpha_bars, root_mean=True, add_stds=False, ddof=0,
+                        keep_noise=True, dtype=torch.float64):
+    def wrong(x0, schedule):
+        a = values_of(schedule)
+        x0 = x0.to(torch.float64)
+        mean, variance = x0.mean(), x0.var(correction=ddof)
+        if add_stds:
+            std = a.sqrt() * variance.sqrt() + (1 - a).sqrt()
+        else:
+            std = (a * variance + ((1 - a) if keep_noise else 0)).sqrt()
+        return ((a.sqrt() if root_mean else a) * mean).to(dtype), std.to(dtype)
+    return wrong
+
+
+register(Exercise(
+    id="02.forward_stats",
+    title="the statistics of a forward-noised image",
+    reference=forward.q_sample_stats,
+    cases=_forward_stats_cases,
+    mistakes=[
+        Mistake("alpha_bar without root in the mean", _forward_stats_with(root_mean=False),
+                "x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps: the signal is scaled by the square root of alpha_bar, "
+                "so the mean is sqrt(abar_t) * mean(x0)."),
+        Mistake("standard deviations added", _forward_stats_with(add_stds=True),
+                "Independent parts add their variances, not their standard deviations: "
+                "std_t = sqrt(abar_t * var(x0) + (1 - abar_t))."),
+        Mistake("noise forgotten", _forward_stats_with(keep_noise=False),
+                "The noise contributes variance 1 - abar_t to every pixel: std_t = sqrt(abar_t var(x0) + 1 - abar_t)."),
+        Mistake("alpha for alpha_bar", _forward_stats_with(values_of=lambda s: s.alphas),
+                "x_t is reached from x0 through every step up to t: use the cumulative alpha_bars, not alphas."),
+        Mistake("one step behind", _forward_stats_with(values_of=lambda s: s.alpha_bars_prev),
+                "alpha_bars[i] belongs to step i + 1 and already includes it; alpha_bars_prev is one step behind."),
+        Mistake("variance divides by N - 1", _forward_stats_with(ddof=1),
+                "Take x0's variance dividing by N (x0.var(correction=0)), as image_stats does."),
+        Mistake("float32", _forward_stats_with(dtype=torch.float32),
+                "Return float64 tensors, like the schedule's alpha_bars (convert x0 with .double())."),
+    ],
+    hint="m0, v0 = x0.mean(), x0.var(correction=0) (as float64); return sqrt(abar) * m0 and "
+         "sqrt(abar * v0 + 1 - abar), with abar = schedule.alpha_bars (shape (T,)).",
 ))
