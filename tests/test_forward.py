@@ -128,7 +128,7 @@ def test_q_sample_stats_match_a_large_noised_image():
     mean, std = q_sample_stats(x0, schedule)
     assert mean.dtype == std.dtype == torch.float64 and mean.shape == std.shape == (50,)
     for index in [0, 10, 25, 49]:
-        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(index), dtype=torch.float64)
+        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(100 + index), dtype=torch.float64)
         x_t = forward.q_sample(x0, torch.tensor([index]), noise, schedule)
         assert abs(x_t.mean().item() - mean[index].item()) < 0.01
         assert abs(x_t.std(correction=0).item() - std[index].item()) < 0.01
