@@ -1,4 +1,4 @@
-"""The procedural demo of seed 000: walk from noise to a sine pattern it drew in advance.
+"""The procedural demo (notebook 02): walk from noise to a sine pattern it drew in advance.
 
 This is not a diffusion model, and it says so in notebook 02. Nothing is learned: the target is
 drawn first, and the "reverse process" interpolates from noise toward it, adding a little fresh
@@ -7,24 +7,24 @@ sampler loop (a countdown of timesteps, a strength schedule, injected noise, sta
 way) and runs in milliseconds.
 
 Conventions. Images are NumPy float32 arrays of shape (H, W, C) in [0, 1]. The demo's t counts
-down from T to 0 (T + 1 values; t = 0 is the finished image), as in seed 000; this is not the
+down from T to 0 (T + 1 values; t = 0 is the finished image), as in the demo's description; this is not the
 0-based DDPM index of forward.py. The small formula functions (``ease``, ``noise_scale``,
 ``blend_step``, ``image_stats``) use only operators and methods that NumPy arrays and torch
 tensors share, so the notebook's exercises can check them on tensors.
 
-Decisions the seed leaves open:
+Decisions the demo's description leaves open:
 
-* Which noise is blended. The seed's pseudocode min-max normalises the noise to [0, 1] (line 1)
+* Which noise is blended. The demo's pseudocode min-max normalises the noise to [0, 1] (line 1)
   but blends the raw N(0, 1) noise (line 11), so at t = T two thirds of the raw values would be
   clipped away. We blend the normalised noise: both ends of the blend then live in [0, 1], and the
   clip only trims the injected noise g(t) z.
-* The "exponential" schedule. The seed writes exp(-lambda t/T) * 0.1, which grows as t falls to 0,
+* The "exponential" schedule. The description writes exp(-lambda t/T) * 0.1, which grows as t falls to 0,
   against its own rule "t = T: high noise, t = 0: no noise". We use g(t) = 0.1 exp(-lambda (T - t)/T)
   with lambda = 5: 0.1 at t = T like the other schedules, decaying to e^-5 (0.7 %) of that by the end.
 * Where z comes from. The noise z_t injected at step t is drawn from its own generator, keyed by
   (seed, t), rather than from one stream shared by all steps.
 
-Speed, and why it is faithful. Line 11 of the seed overwrites the current image from noise and
+Speed, and why it is faithful. Line 11 of the demo's loop overwrites the current image from noise and
 pattern at every step: step t never reads step t + 1. The demo has no memory, unlike a real reverse
 process, whose x_{t-1} is computed from x_t. So ``generate`` computes only the steps that leave a
 trace (statistics every 5 steps, images every 10, the final one) and skips the rest. Because z_t
@@ -54,14 +54,14 @@ BLOCK_ELEMENTS = 1 << 15   # floats per block: 128 KiB temporaries, which stay i
 # Blend strength as a function of progress p in [0, 1]; each has f(0) = 0 and f(1) = 1 exactly.
 EASINGS = {
     "quadratic": lambda p: p ** 2,
-    "cubic": lambda p: p ** 3,           # the seed's default
+    "cubic": lambda p: p ** 3,           # the demo's default
     "quartic": lambda p: p ** 4,
     "smoothstep": lambda p: 3 * p ** 2 - 2 * p ** 3,
 }
 
 # Shape of the injected noise as a function of the time left, r = t / T in (0, 1]; each is 1 at r = 1.
 NOISE_SCHEDULES = {
-    "quadratic": lambda r: r ** 2,       # the seed's default
+    "quadratic": lambda r: r ** 2,       # the demo's default
     "linear": lambda r: r,
     "exponential": lambda r: math.exp(-EXPONENTIAL_RATE * (1 - r)),
 }
@@ -94,7 +94,7 @@ def ease(progress, easing: str = "cubic"):
 def noise_scale(t: int, T: int, noise_schedule: str = "quadratic") -> float:
     """g(t), the standard deviation of the noise injected at step t, and 0 at t = 0 (no noise on the result).
 
-    quadratic (the seed's): g = 0.1 (t/T)^2;  linear: g = 0.1 t/T;  exponential: g = 0.1 exp(-5 (T - t)/T).
+    quadratic (the default): g = 0.1 (t/T)^2;  linear: g = 0.1 t/T;  exponential: g = 0.1 exp(-5 (T - t)/T).
     """
     shape = NOISE_SCHEDULES[require_choice(noise_schedule, "noise schedule", NOISE_SCHEDULES)]
     _check_step(t, T)
@@ -102,7 +102,7 @@ def noise_scale(t: int, T: int, noise_schedule: str = "quadratic") -> float:
 
 
 def blend_step(noise, pattern, t: int, T: int, z, easing: str = "cubic", noise_schedule: str = "quadratic"):
-    """One step of the demo's reverse process (seed 000, algorithm 3, lines 7-21):
+    """One step of the demo's reverse process (the demo's algorithm 3, lines 7-21):
 
         x_t = clip(noise * (1 - s) + pattern * s + g(t) * z, 0, 1),   s = ease((T - t) / T)
 
@@ -126,7 +126,7 @@ def image_stats(image) -> tuple[float, float, float, float]:
 
 
 def stats_record(image, t: int, T: int, noise_schedule: str = "quadratic") -> dict:
-    """The seed's statistics record of step t: {t, mean, std, min, max, noise_level = g(t)}."""
+    """The demo's statistics record of step t: {t, mean, std, min, max, noise_level = g(t)}."""
     return dict(zip(STAT_KEYS, (t, *image_stats(image), noise_scale(t, T, noise_schedule))))
 
 
@@ -170,14 +170,14 @@ def validate_arguments(height, width, channels=3, T=50, seed=0, easing="cubic", 
 
 
 def make_noise(height: int, width: int, channels: int = 3, seed: int = 0) -> np.ndarray:
-    """The starting noise (seed 000, algorithm 1): N(0, 1) of shape (H, W, C), min-max normalised to [0, 1], float32."""
+    """The starting noise (the demo's algorithm 1): N(0, 1) of shape (H, W, C), min-max normalised to [0, 1], float32."""
     validate_arguments(height, width, channels, seed=seed)
     raw = standard_normal(_generator(seed, _NOISE_STREAM), height * width * channels)
     return normalise(raw.reshape(height, width, channels))
 
 
 def make_pattern(height: int, width: int, channels: int = 3, seed: int = 0) -> np.ndarray:
-    """The target (seed 000, algorithm 2), (H, W, C) float32, each channel min-max normalised to [0, 1].
+    """The target (the demo's algorithm 2), (H, W, C) float32, each channel min-max normalised to [0, 1].
 
     Per channel: 3 to 7 plane waves a sin(fx x + fy y + phase), with x, y the pixel's column and row,
     fx, fy in [0.01, 0.08] radians per pixel, phase in [0, 2 pi), a in [0.3, 1]; then, with probability
@@ -278,7 +278,7 @@ def _stats_in_blocks(image):
 def generate(height: int, width: int, channels: int = 3, T: int = 50, seed: int = 0, easing: str = "cubic",
              noise_schedule: str = "quadratic", save_steps: bool = True, *,
              show_progress: bool = False) -> ProceduralResult:
-    """Run the demo (seed 000, algorithm 3) for t = T, T-1, ..., 0 and return a ``ProceduralResult``.
+    """Run the demo (the demo's algorithm 3) for t = T, T-1, ..., 0 and return a ``ProceduralResult``.
 
     Each step is ``blend_step(noise, pattern, t, T, step_noise(seed, t), easing, noise_schedule)``
     with noise = make_noise(...) and pattern = make_pattern(...). Only the steps that are recorded

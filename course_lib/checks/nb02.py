@@ -79,8 +79,8 @@ register(Exercise(
                    Case((0, 50, "quadratic"), label="t=0, quadratic")],
     mistakes=[
         Mistake("not squared", _noise_scale_with(NOISE_SCHEDULES | {"quadratic": lambda r: r}),
-                "The seed's schedule squares the fraction of time left: g(t) = (t/T)**2 * 0.1."),
-        Mistake("the seed's exponential as written",
+                "The quadratic schedule squares the fraction of time left: g(t) = (t/T)**2 * 0.1."),
+        Mistake("exponential of t/T as written",
                 _noise_scale_with(NOISE_SCHEDULES | {"exponential": lambda r: math.exp(-EXPONENTIAL_RATE * r)}),
                 "exp(-5 t/T) grows as t falls, so the noise would be strongest at the end. Decay with the progress "
                 "instead: g(t) = 0.1 * exp(-5 * (T - t) / T), which is 0.1 at t = T."),
@@ -167,7 +167,7 @@ register(Exercise(
     cases=_stats_cases,
     mistakes=[
         Mistake("std divides by N - 1", _stats_ddof_1,
-                "torch's .std() divides by N - 1 by default; the seed's statistics, like np.std, divide by N: "
+                "torch's .std() divides by N - 1 by default; the demo's statistics, like np.std, divide by N: "
                 "use image.std(correction=0), or ((image - mean) ** 2).mean().sqrt()."),
         Mistake("variance", _stats_variance,
                 "That is the variance; the standard deviation is its square root."),
