@@ -68,7 +68,7 @@ def _noise_scale_with(shapes, zero_at_end=True, fraction=lambda t, T: t / T):
 
 register(Exercise(
     id="02.noise_scale",
-    title="noise scale g(t)",
+    title="noise scale gamma(t)",
     reference=noise_scale,
     cases=lambda: [Case((40, 50, "quadratic"), label="t=40, T=50, quadratic"),
                    Case((7, 20), label="t=7, T=20, default schedule"),
