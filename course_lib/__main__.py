@@ -9,6 +9,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DDIM_STEPS = 50
+# TrainConfig fields the train command sets from its options (type, help); defaults come from TrainConfig.
+TRAIN_OPTIONS = {
+    "steps": (int, "train until this many optimizer steps in total (give --steps and/or --max-seconds)"),
+    "max_seconds": (float, "stop this run after this many seconds"),
+    "seed": (int, "seeds the weights, batches, timesteps, noise and dropped labels"),
+    "batch_size": (int, "images per optimizer step"),
+    "lr": (float, "AdamW learning rate"),
+    "weight_decay": (float, "AdamW weight decay"),
+    "grad_clip": (float, "clip the gradient norm at this value"),
+    "ema_decay": (float, "beta of the EMA of the weights"),
+    "label_dropout": (float, "probability of training a label as 'no label'"),
+    "parameterization": (str, "what the U-Net outputs"),
+    "schedule": (str, "noise schedule"),
+    "T": (int, "number of timesteps"),
+    "checkpoint_every": (int, "steps between checkpoints"),
+}
 LONG_RUN = 2e8   # pixel-channel-records in a procedural run worth a progress bar (about a second)
 
 
@@ -104,21 +120,15 @@ def _load_dataset(spec: str, image_size: int, channels: int):
     if kind in ("mnist", "fashion-mnist") and directory:
         return data.load_mnist(directory, "train", fashion=kind == "fashion-mnist")
     if kind == "folder" and directory:
-        return data.load_image_folder(directory, size=image_size, channels=channels)
+        return data.image_folder(directory, size=image_size, channels=channels)     # read lazily by workers
     raise ValueError(f"unknown dataset {spec!r}; expected {DATASET_HELP}")
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from .schedules import NoiseSchedule
+    from .config import TrainConfig, UNetConfig
     from .training import train
 
-    try:  # everything is checked before training starts
-        if args.steps is None and args.max_seconds is None:
-            raise ValueError("give a budget: --steps N and/or --max-seconds S")
-        if args.steps is not None and args.steps < 1:
-            raise ValueError(f"--steps must be >= 1, got {args.steps}")
-        if args.max_seconds is not None and args.max_seconds <= 0:
-            raise ValueError(f"--max-seconds must be > 0, got {args.max_seconds}")
+    try:  # everything is checked before training starts: paths here, settings by the configs
         if args.out.suffix != ".pt":
             raise ValueError(f"--out must end in .pt, got {args.out}")
         if args.resume and not args.out.is_file():
@@ -129,20 +139,18 @@ def train_command(args: argparse.Namespace) -> int:
         if args.conditional and dataset.labels is None:
             raise ValueError(f"--conditional needs labels, and dataset {args.dataset!r} has none "
                              f"(a folder needs one sub-folder per class)")
-        schedule = NoiseSchedule.from_name(args.schedule, args.T)
+        unet = UNetConfig(in_channels=dataset.image_shape[0], base_channels=args.base_channels,
+                          channel_mults=tuple(args.channel_mults),
+                          num_classes=len(dataset.class_names) if args.conditional else None)
+        config = TrainConfig(unet=unet, **{name: getattr(args, name) for name in TRAIN_OPTIONS})
     except (TypeError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    unet_config = {"in_channels": dataset.images.shape[1], "base_channels": args.base_channels,
-                   "channel_mults": tuple(args.channel_mults),
-                   "num_classes": len(dataset.class_names) if args.conditional else None}
     command = "python -m course_lib " + " ".join(args.argv)
+    workers = 2 if args.dataset.startswith("folder:") else 0       # decoding pictures is worth a process
     try:
-        result = train(unet_config, dataset, schedule, steps=args.steps, max_seconds=args.max_seconds,
-                       batch_size=args.batch_size, lr=args.lr, label_dropout=args.label_dropout,
-                       ema_decay=args.ema_decay, seed=args.seed, checkpoint=args.out,
-                       checkpoint_every=args.checkpoint_every, resume=args.resume, dataset_name=args.dataset,
-                       command=command, export=args.export)
+        result = train(config, dataset, checkpoint=args.out, resume=args.resume, export=args.export,
+                       dataset_name=args.dataset, command=command, num_workers=workers)
     except (TypeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -208,7 +216,7 @@ def sample_command(args: argparse.Namespace) -> int:
         return 2
     shape = (args.n, *info["dataset"]["image_shape"])
     samples = sample(network, schedule, shape, sampler=args.sampler, steps=steps, eta=args.eta, seed=args.seed,
-                     clip_x0=not args.no_clip, parameterization=info["parameterization"]).images
+                     clip_x0=not args.no_clip, parameterization=info["config"].parameterization).images
     images = ((samples.clamp(-1, 1) + 1) / 2).to(torch.float32)          # [-1, 1] -> [0, 1]
     if args.out.suffix == ".npy":
         buffer = io.BytesIO()
@@ -243,7 +251,10 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--notebooks", type=Path, default=ROOT / "notebooks", help="default: %(default)s")
     build.set_defaults(run=build_notebooks)
 
+    from .config import TrainConfig, UNetConfig, default
+    from .forward import PARAMETERIZATIONS
     from .procedural import EASINGS, NOISE_SCHEDULES
+    from .schedules import SCHEDULE_NAMES
 
     demo = commands.add_parser("procedural", help="run the procedural demo of notebook 02 (seed 000)",
                                description="Blend noise into a random sine pattern over T steps (not a trained "
@@ -271,27 +282,23 @@ def make_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--dataset", default="digits", help=f"{DATASET_HELP}; default %(default)s")
     trainer.add_argument("--conditional", action="store_true",
                          help="class-conditional, with label dropout for classifier-free guidance")
-    trainer.add_argument("--steps", type=int, help="train until this many optimizer steps in total")
-    trainer.add_argument("--max-seconds", type=float, help="stop this run after S seconds")
-    trainer.add_argument("--seed", type=int, default=0, help="default %(default)s")
     trainer.add_argument("--out", type=Path, required=True, metavar="CKPT", help="checkpoint file (.pt)")
     trainer.add_argument("--resume", action="store_true", help="continue from the checkpoint at --out")
-    trainer.add_argument("--batch-size", type=int, default=64, help="default %(default)s")
-    trainer.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate; default %(default)s")
-    trainer.add_argument("--schedule", choices=["linear", "cosine"], default="cosine", help="default %(default)s")
-    trainer.add_argument("--T", type=int, default=1000, help="number of timesteps; default %(default)s")
-    trainer.add_argument("--base-channels", type=int, default=32, help="U-Net width; default %(default)s")
-    trainer.add_argument("--channel-mults", type=int, nargs="+", default=[1, 2],
-                         help="one width multiplier per U-Net level; default %(default)s")
-    trainer.add_argument("--label-dropout", type=float, default=0.15,
-                         help="probability of training a label as 'no label'; default %(default)s")
-    trainer.add_argument("--ema-decay", type=float, default=0.999, help="default %(default)s")
-    trainer.add_argument("--checkpoint-every", type=int, default=1000, help="default %(default)s")
     trainer.add_argument("--export", type=Path, metavar="SMALL_CKPT",
                          help="at the end, also write the EMA weights alone to this .pt file (small, to ship or "
                               "sample from; cannot be resumed)")
     trainer.add_argument("--image-size", type=int, default=32, help="folder datasets: resize to this; default %(default)s")
     trainer.add_argument("--channels", type=int, choices=[1, 3], default=3, help="folder datasets; default %(default)s")
+    trainer.add_argument("--base-channels", type=int, default=default(UNetConfig, "base_channels"),
+                         help="U-Net width; default %(default)s")
+    trainer.add_argument("--channel-mults", type=int, nargs="+", default=list(default(UNetConfig, "channel_mults")),
+                         help="one width multiplier per U-Net level; default %(default)s")
+    for name, (kind, text) in TRAIN_OPTIONS.items():
+        flag = "--T" if name == "T" else "--" + name.replace("_", "-")
+        choices = {"parameterization": PARAMETERIZATIONS, "schedule": SCHEDULE_NAMES}
+        extra = {"choices": choices[name]} if name in choices else {}
+        shown = "" if default(TrainConfig, name) is None else "; default %(default)s"
+        trainer.add_argument(flag, type=kind, default=default(TrainConfig, name), help=text + shown, **extra)
     trainer.set_defaults(run=train_command)
 
     sampler = commands.add_parser(

@@ -4,7 +4,12 @@ The default is scikit-learn's 8x8 handwritten digits: it ships inside the scikit
 so the course works offline, and it is small enough to train on a laptop CPU in minutes.
 Bigger data comes from files a user already has, never from a download:
 MNIST / Fashion-MNIST IDX files (``load_mnist``, ``load_idx``) and folders of PNG/JPEG pictures
-(``load_image_folder``). ``iterate_batches`` deals seeded mini-batches for training.
+(``load_image_folder`` in memory, ``ImageFolder`` read lazily by DataLoader workers).
+
+Every dataset is a ``torch.utils.data.Dataset`` whose ``__getitems__`` returns a whole batch
+(images (B, C, H, W), labels (B,) or None); ``data_loader`` wraps one in a ``DataLoader`` with a seeded
+``EpochShuffle`` sampler (a ``DistributedSampler`` can take its place), and ``iterate_batches`` deals
+its batches for as many epochs as wanted.
 """
 from __future__ import annotations
 
@@ -17,21 +22,38 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ._validate import require_choice, require_int
 
 SPLITS = ("train", "test", "all")
 
 
+NO_LABEL = -1     # the label of an item of an unlabelled dataset
+
+
 @dataclass(frozen=True)
-class ImageDataset:
-    """images: float32 (N, C, H, W) in [-1, 1]; labels: int64 (N,) or None; class_names: one per label value."""
+class ImageDataset(Dataset):
+    """A dataset in memory. images: float32 (N, C, H, W) in [-1, 1]; labels: int64 (N,) or None;
+    class_names: one per label value. Item i is (images[i], labels[i]) (label NO_LABEL when unlabelled)."""
     images: torch.Tensor
     labels: torch.Tensor | None
     class_names: tuple[str, ...]
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.images.shape[1:])
+
+    def __getitem__(self, i):
+        return self.images[i], NO_LABEL if self.labels is None else self.labels[i]
+
+    def __getitems__(self, indices):
+        """A whole batch by one indexing: (images (B, C, H, W), labels (B,) or None)."""
+        index = torch.as_tensor(indices, dtype=torch.int64)
+        return self.images[index], None if self.labels is None else self.labels[index]
 
 
 def split_indices(n: int, split: str, test_fraction: float = 0.2, seed: int = 0) -> torch.Tensor:
@@ -186,9 +208,36 @@ def _load_picture(path: Path, size: int, channels: int) -> torch.Tensor:
     return pixels / 255.0 * 2 - 1
 
 
-def load_image_folder(directory, size: int = 32, channels: int = 3, split: str = "all",
-                      seed: int = 0) -> ImageDataset:
-    """Every PNG/JPEG in ``directory`` as (N, channels, size, size) in [-1, 1] (channels 3 = RGB, 1 = grey).
+@dataclass(frozen=True)
+class ImageFolder(Dataset):
+    """Pictures on disk, each read and resized when it is asked for, so DataLoader workers load them in parallel.
+
+    files: one path per item; labels: int64 (N,) or None; class_names; items are (channels, size, size) in [-1, 1].
+    """
+    files: tuple[Path, ...]
+    labels: torch.Tensor | None
+    class_names: tuple[str, ...]
+    size: int
+    channels: int
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return self.channels, self.size, self.size
+
+    def __getitem__(self, i):
+        return _load_picture(self.files[i], self.size, self.channels), NO_LABEL if self.labels is None else self.labels[i]
+
+    def __getitems__(self, indices):
+        images = torch.stack([_load_picture(self.files[i], self.size, self.channels) for i in indices])
+        return images, None if self.labels is None else self.labels[torch.as_tensor(indices, dtype=torch.int64)]
+
+
+def image_folder(directory, size: int = 32, channels: int = 3, split: str = "all", seed: int = 0) -> ImageFolder:
+    """The PNG/JPEG pictures in ``directory`` as a lazy ``ImageFolder`` of (channels, size, size) items in [-1, 1]
+    (channels 3 = RGB, 1 = grey).
 
     Either the pictures sit directly in ``directory`` (labels None), or in one sub-folder per class
     (labels index the sorted sub-folder names, which become class_names). Transparent pixels are
@@ -218,28 +267,69 @@ def load_image_folder(directory, size: int = 32, channels: int = 3, split: str =
             label_list += [index] * len(class_files)
         labels, class_names = torch.tensor(label_list, dtype=torch.int64), tuple(d.name for d in class_dirs)
     keep = split_indices(len(files), split, seed=seed)
-    images = torch.stack([_load_picture(files[i], size, channels) for i in keep.tolist()])
-    return ImageDataset(images, None if labels is None else labels[keep], class_names)
+    return ImageFolder(tuple(files[i] for i in keep.tolist()), None if labels is None else labels[keep],
+                       class_names, size, channels)
+
+
+def load_image_folder(directory, size: int = 32, channels: int = 3, split: str = "all",
+                      seed: int = 0) -> ImageDataset:
+    """``image_folder(...)`` read whole into memory: an ImageDataset of (N, channels, size, size) in [-1, 1]."""
+    folder = image_folder(directory, size, channels, split, seed)
+    images, labels = folder.__getitems__(range(len(folder)))
+    return ImageDataset(images, labels, folder.class_names)
 
 
 # ---------------------------------------------------------------- mini-batches
-def iterate_batches(dataset: ImageDataset, batch_size: int, seed: int = 0, epochs: int | None = None,
-                    drop_last: bool = True):
-    """Yield (images, labels) mini-batches in a seeded random order, reshuffled every epoch.
+class EpochShuffle(Sampler):
+    """Indices 0..n-1 in a fresh seeded order every epoch: epoch k is the k-th ``torch.randperm(n)`` drawn from one
+    generator seeded with ``seed``, so the same seed gives the same batches."""
+
+    def __init__(self, n: int, seed: int = 0):
+        self.n, self.generator, self.skip = n, torch.Generator().manual_seed(seed), 0
+
+    def __iter__(self):
+        order, self.skip = torch.randperm(self.n, generator=self.generator)[self.skip:], 0
+        return iter(order.tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+    def fast_forward(self, epochs: int, items: int) -> None:
+        """Skip whole epochs and then the first ``items`` indices of the next one, without loading any data."""
+        for _ in range(epochs):
+            torch.randperm(self.n, generator=self.generator)
+        self.skip = items
+
+
+def _as_batch(batch):
+    """Our datasets' ``__getitems__`` already returns the batch: nothing left to collate."""
+    return batch
+
+
+def data_loader(dataset: Dataset, batch_size: int, seed: int = 0, drop_last: bool = True, num_workers: int = 0,
+                sampler: Sampler | None = None) -> DataLoader:
+    """A DataLoader dealing (images, labels or None) batches of ``dataset`` in a seeded ``EpochShuffle`` order
+    (or ``sampler``'s, e.g. a DistributedSampler). num_workers > 0 loads batches in worker processes."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler or EpochShuffle(len(dataset), seed),
+                      drop_last=drop_last, num_workers=num_workers, collate_fn=_as_batch,
+                      persistent_workers=num_workers > 0)
+
+
+def iterate_batches(dataset: Dataset, batch_size: int, seed: int = 0, epochs: int | None = None,
+                    drop_last: bool = True, start: int = 0, num_workers: int = 0):
+    """Yield (images, labels) mini-batches in a seeded random order, reshuffled every epoch (``data_loader``).
 
     labels is None for an unlabelled dataset. epochs=None repeats forever (a training loop counts
     steps, not epochs). drop_last keeps every batch the same size. The same seed gives the same batches.
+    start: begin at that batch (a resumed run), without loading the batches before it.
     """
     require_int(batch_size, "batch_size", minimum=1)
     n = len(dataset)
     if drop_last and batch_size > n:
         raise ValueError(f"batch_size {batch_size} is larger than the dataset ({n} images) with drop_last=True")
-    generator = torch.Generator().manual_seed(seed)
-    epoch = 0
+    loader = data_loader(dataset, batch_size, seed, drop_last, num_workers)
+    epoch, batch = divmod(start, len(loader))
+    loader.sampler.fast_forward(epoch, batch * batch_size)
     while epochs is None or epoch < epochs:
-        order = torch.randperm(n, generator=generator)
-        stop = n - n % batch_size if drop_last else n
-        for start in range(0, stop, batch_size):
-            index = order[start:start + batch_size]
-            yield dataset.images[index], None if dataset.labels is None else dataset.labels[index]
+        yield from loader
         epoch += 1

@@ -6,7 +6,8 @@
     drop_labels        classifier-free guidance training: a label becomes the null class with probability p
     EMA                theta_ema <- beta theta_ema + (1 - beta) theta
     train              seeded AdamW loop with clipping, EMA, time or step budget, checkpoints, exact resume
-    save_checkpoint / load_checkpoint   one file holds everything needed to sample or to resume
+    save_checkpoint / load_checkpoint   one file holds everything needed to sample or to resume, the
+                       TrainConfig (config.py) included
 
 The shipped checkpoint ``assets/digits_conditional.pt`` was made by the course's own command::
 
@@ -19,7 +20,7 @@ null class ``num_classes`` meaning "no label".
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -27,16 +28,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._io import write_atomically
-from ._validate import require_choice, require_int, require_number, require_schedule
+from .config import TrainConfig
 from .data import ImageDataset, iterate_batches
-from .forward import PARAMETERIZATIONS, q_sample, v_from_x0_eps
+from .forward import q_sample, v_from_x0_eps
 from .schedules import NoiseSchedule
 from .unet import UNet
 
-CHECKPOINT_FORMAT = "diffusion-course checkpoint v1"
+CHECKPOINT_FORMAT = "diffusion-course checkpoint v2"      # v2: the TrainConfig stored whole
+READABLE_FORMATS = (CHECKPOINT_FORMAT, "diffusion-course checkpoint v1")
 DIFFUSION_ASSET = Path(__file__).resolve().parent / "assets" / "digits_conditional.pt"
-DIFFUSION_ASSET_COMMAND = ("python -m course_lib train --dataset digits --conditional --steps 4000 --lr 2e-3 --seed 0 "
-                 "--out runs/digits_conditional.pt --export course_lib/assets/digits_conditional.pt")
 
 
 # ---------------------------------------------------------------- the loss
@@ -132,8 +132,18 @@ def save_checkpoint(path, payload: dict) -> None:
     write_atomically(path, lambda temporary: torch.save(payload, temporary))
 
 
+def _config_of_v1(payload: dict) -> dict:
+    """The TrainConfig fields of a v1 checkpoint (the shipped asset), which stored them in four places."""
+    return {"unet": payload["unet_config"], "steps": payload["step"], **payload["train_args"],
+            "parameterization": payload["parameterization"], "schedule": payload["schedule"]["name"],
+            "T": payload["schedule"]["T"], "seed": payload["seed"]}
+
+
 def read_checkpoint(path, map_location="cpu") -> dict:
-    """The raw checkpoint dict; FileNotFoundError / ValueError naming the path when missing or unreadable."""
+    """The checkpoint dict, with ``payload["config"]`` a TrainConfig (v1 files are converted on reading).
+
+    FileNotFoundError / ValueError naming the path when the file is missing, unreadable or not ours.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {path}")
@@ -141,23 +151,24 @@ def read_checkpoint(path, map_location="cpu") -> dict:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many kinds (pickle, zip, EOF) for a damaged file
         raise ValueError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") not in READABLE_FORMATS:
         raise ValueError(f"{path}: not a diffusion-course checkpoint (expected format {CHECKPOINT_FORMAT!r})")
-    return payload
+    config = payload["config"] if payload["format"] == CHECKPOINT_FORMAT else _config_of_v1(payload)
+    return {**payload, "config": TrainConfig.from_dict(config)}
 
 
 def load_checkpoint(path=DIFFUSION_ASSET, map_location="cpu"):
     """(model with the EMA weights, in eval mode; its NoiseSchedule; info dict) from a checkpoint file.
 
-    info holds everything else: unet_config, schedule spec, dataset (name, image_shape, class_names),
-    parameterization, step, loss_history, command, seconds, and the training arguments.
+    info holds everything else: config (the TrainConfig), dataset (name, image_shape, class_names), step,
+    loss_history, command and seconds.
     """
     payload = read_checkpoint(path, map_location)
-    model = UNet(**payload["unet_config"])
+    config = payload["config"]
+    model = UNet(**asdict(config.unet))
     model.load_state_dict(payload["ema"]["shadow"] if payload.get("ema") else payload["model"])
-    schedule = NoiseSchedule.from_name(payload["schedule"]["name"], payload["schedule"]["T"])
-    info = {key: value for key, value in payload.items() if key not in ("model", "ema", "optimizer", "rng")}
-    return model.to(map_location).eval(), schedule, info
+    info = {key: payload[key] for key in ("config", "dataset", "step", "loss_history", "command", "seconds")}
+    return model.to(map_location).eval(), config.make_schedule(), info
 
 
 # ---------------------------------------------------------------- the training loop
@@ -171,60 +182,53 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def _check_budget(steps, max_seconds) -> None:
-    if steps is None and max_seconds is None:
-        raise ValueError("give a budget: steps (a number of optimizer steps) and/or max_seconds")
-    if steps is not None:
-        require_int(steps, "steps", minimum=1)
-    if max_seconds is not None and not max_seconds > 0:
-        raise ValueError(f"max_seconds must be > 0, got {max_seconds}")
+# Fields that may change when a run is resumed: the budget and how often it is saved.
+RESUMABLE_CHANGES = ("steps", "max_seconds", "checkpoint_every")
 
 
-def train(unet_config: dict, dataset: ImageDataset, schedule: NoiseSchedule, steps: int | None = None,
-          max_seconds: float | None = None, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
-          grad_clip: float = 1.0, ema_decay: float = 0.999, label_dropout: float = 0.1,
-          parameterization: str = "eps", seed: int = 0, checkpoint=None, checkpoint_every: int = 1000,
-          resume: bool = False, dataset_name: str = "custom", command: str | None = None,
-          export=None, progress: bool = True, device="cpu") -> TrainResult:
-    """Train UNet(**unet_config) on ``dataset`` with L_simple until ``steps`` (total) or ``max_seconds`` (this run).
+def train(config: TrainConfig, dataset: ImageDataset, checkpoint=None, resume: bool = False, export=None,
+          dataset_name: str = "custom", command: str | None = None, progress: bool = True, device="cpu",
+          num_workers: int = 0) -> TrainResult:
+    """Train ``UNet(config.unet)`` on ``dataset`` with L_simple until config.steps (total) or config.max_seconds
+    (this run).
 
     Each step (Ho et al. 2020, Alg. 1): a mini-batch x0, labels dropped to the null class with probability
     label_dropout (class-conditional nets only), t ~ U{0..T-1}, noise ~ N(0, I), one AdamW step on
     diffusion_loss with the gradient norm clipped at grad_clip, then an EMA update.
 
-    Seeded: the initial weights, the batch order, t, noise and dropped labels all come from ``seed``, so the
-    same call gives bit-identical weights. ``checkpoint`` (a path) is written every checkpoint_every steps
-    and at the end; with resume=True training continues from it (same settings), and k steps + resume to N
-    gives the same weights as N steps at once: the checkpoint holds the optimizer, EMA and RNG states, and
-    the batch order is replayed from the seed. ``export`` (a path) also gets, at the end, a copy holding only
-the EMA weights: a small file to ship or to sample from, which cannot be resumed.
+    Seeded: the initial weights, the batch order, t, noise and dropped labels all come from config.seed, so
+    the same call gives bit-identical weights. ``checkpoint`` (a path) is written every checkpoint_every
+    steps and at the end, holding the config whole; with resume=True training continues from it (same
+    config up to the budget), and k steps + resume to N gives the same weights as N steps at once: the
+    checkpoint holds the optimizer, EMA and RNG states, and the batch order is replayed from the seed.
+    ``export`` (a path) also gets, at the end, a copy holding only the EMA weights: a small file to ship or
+    to sample from, which cannot be resumed. dataset_name and command are recorded in the checkpoint.
+    dataset: any of ``data``'s datasets (in memory, or an ``ImageFolder`` read by ``num_workers`` processes).
     Returns a TrainResult; its loss_history covers every step since step 0.
     """
-    _check_budget(steps, max_seconds)
-    require_schedule(schedule)
-    require_number(label_dropout, "label_dropout", 0.0, 1.0)
-    require_choice(parameterization, "parameterization", PARAMETERIZATIONS)
-    require_int(seed, "seed", minimum=0)
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs the checkpoint path to resume from")
-    conditional = unet_config.get("num_classes") is not None
+    conditional = config.unet.num_classes is not None
     if conditional and dataset.labels is None:
         raise ValueError("a class-conditional UNet (num_classes set) needs a labelled dataset; this one has no labels")
-    torch.manual_seed(seed)       # the weight initialisation and any dropout inside the net
-    model = UNet(**unet_config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    ema = EMA(model, ema_decay)
-    generator = torch.Generator().manual_seed(seed)      # t, noise and label dropout
+    schedule = config.make_schedule()
+    torch.manual_seed(config.seed)       # the weight initialisation and any dropout inside the net
+    model = UNet(**asdict(config.unet)).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    ema = EMA(model, config.ema_decay)
+    generator = torch.Generator().manual_seed(config.seed)      # t, noise and label dropout
     step, history, seconds = 0, [], 0.0
     if resume:
         state = read_checkpoint(checkpoint, device)
         if state.get("optimizer") is None:
             raise ValueError(f"{checkpoint}: holds EMA weights only (an export) and cannot be resumed")
-        expected = {"unet_config": unet_config, "schedule": {"name": _schedule_name(schedule), "T": schedule.T},
-                    "parameterization": parameterization, "seed": seed}
-        for key, value in expected.items():
-            if state[key] != value:
-                raise ValueError(f"{checkpoint}: was trained with {key}={state[key]!r}, cannot resume with {value!r}")
+        for key, value in config.to_dict().items():
+            stored = getattr(state["config"], key)
+            if key not in RESUMABLE_CHANGES and stored != getattr(config, key):
+                raise ValueError(f"{checkpoint}: was trained with {key}={stored!r}, cannot resume with "
+                                 f"{getattr(config, key)!r}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         ema.load_state_dict(state["ema"])
@@ -232,39 +236,32 @@ the EMA weights: a small file to ship or to sample from, which cannot be resumed
         torch.set_rng_state(state["rng"]["torch"])
         step, history, seconds = state["step"], list(state["loss_history"]), state["seconds"]
 
-    batches = iterate_batches(dataset, batch_size, seed=seed)
-    for _ in range(step):          # replay the batch order up to where the checkpoint stopped
-        next(batches)
+    batches = iterate_batches(dataset, config.batch_size, seed=config.seed, start=step, num_workers=num_workers)
 
     def save(path, ema_only: bool = False) -> None:
         save_checkpoint(path, {
-            "format": CHECKPOINT_FORMAT, "unet_config": unet_config,
+            "format": CHECKPOINT_FORMAT, "config": config.to_dict(),
             "model": None if ema_only else model.state_dict(), "ema": ema.state_dict(),
             "optimizer": None if ema_only else optimizer.state_dict(),
             "rng": None if ema_only else {"generator": generator.get_state(), "torch": torch.get_rng_state()},
-            "step": step, "seed": seed, "seconds": seconds, "loss_history": history,
-            "schedule": {"name": _schedule_name(schedule), "T": schedule.T},
-            "dataset": {"name": dataset_name, "image_shape": list(dataset.images.shape[1:]),
-                        "class_names": list(dataset.class_names)},
-            "parameterization": parameterization, "command": command,
-            "train_args": {"batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-                           "grad_clip": grad_clip, "ema_decay": ema_decay, "label_dropout": label_dropout}})
+            "step": step, "seconds": seconds, "loss_history": history, "command": command,
+            "dataset": {"name": dataset_name, "image_shape": list(dataset.image_shape),
+                        "class_names": list(dataset.class_names)}})
 
     from tqdm.auto import tqdm
     start, run_start_seconds = time.perf_counter(), seconds
-    bar = tqdm(total=steps, initial=step, desc="training", unit="step", disable=not progress)
+    bar = tqdm(total=config.steps, initial=step, desc="training", unit="step", disable=not progress)
     model.train()
-    while (steps is None or step < steps) and (max_seconds is None or time.perf_counter() - start < max_seconds):
+    while ((config.steps is None or step < config.steps)
+           and (config.max_seconds is None or time.perf_counter() - start < config.max_seconds)):
         x0, y = next(batches)
         x0 = x0.to(device)
-        if conditional:
-            y = drop_labels(y, label_dropout, model.num_classes, generator).to(device)
-        else:
-            y = None
-        loss = diffusion_loss(model, x0, schedule, y=y, parameterization=parameterization, generator=generator)
+        y = drop_labels(y, config.label_dropout, model.num_classes, generator).to(device) if conditional else None
+        loss = diffusion_loss(model, x0, schedule, y=y, parameterization=config.parameterization,
+                              generator=generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         ema.update(model)
         step += 1
@@ -272,7 +269,7 @@ the EMA weights: a small file to ship or to sample from, which cannot be resumed
         seconds = run_start_seconds + time.perf_counter() - start
         bar.update()
         bar.set_postfix(loss=f"{history[-1]:.4f}", refresh=False)
-        if checkpoint is not None and step % checkpoint_every == 0:
+        if checkpoint is not None and step % config.checkpoint_every == 0:
             save(checkpoint)
     bar.close()
     if checkpoint is not None:
@@ -280,15 +277,6 @@ the EMA weights: a small file to ship or to sample from, which cannot be resumed
     if export is not None:
         save(export, ema_only=True)
     return TrainResult(model, ema, step, history, seconds)
-
-
-def _schedule_name(schedule: NoiseSchedule) -> str:
-    """Which named schedule (linear / cosine, default parameters) ``schedule`` is; checkpoints store only the name."""
-    for name in ("linear", "cosine"):
-        if torch.equal(NoiseSchedule.from_name(name, schedule.T).betas, schedule.betas):
-            return name
-    raise ValueError("checkpoints record schedules by name: use NoiseSchedule.linear(T) or .cosine(T) with "
-                     "default parameters")
 
 
 def smooth(values, window: int = 50) -> list:

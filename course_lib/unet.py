@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validate import require_float_tensor, require_int, require_tensor
+from ._validate import require_float_tensor, require_tensor
+from .config import UNetConfig
 
 MAX_PERIOD = 10000.0
 
@@ -33,16 +34,10 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = MAX_PERI
 
         PE(t, 2i) = sin(t / max_period^(2i/dim)),   PE(t, 2i+1) = cos(t / max_period^(2i/dim)),   i = 0 .. dim/2 - 1
 
-    t: (B,) integer or float timesteps. Returns float32 (B, dim) with values in [-1, 1].
+    t: (B,) integer or float timesteps; dim: even. Returns float32 (B, dim) with values in [-1, 1].
     Column pairs (2i, 2i+1) share one frequency; frequencies fall geometrically from 1 to nearly 1/max_period,
     so nearby timesteps differ in the fast columns and distant ones in the slow columns too.
     """
-    require_tensor(t, "t")
-    require_int(dim, "dim", minimum=2)
-    if dim % 2:
-        raise ValueError(f"dim must be even (sin and cos come in pairs), got {dim}")
-    if t.ndim != 1:
-        raise ValueError(f"t must have shape (B,), got {tuple(t.shape)}")
     exponents = torch.arange(0, dim, 2, dtype=torch.float32, device=t.device) / dim     # 2i/dim
     angles = t.to(torch.float32)[:, None] / max_period ** exponents[None, :]             # (B, dim/2)
     return torch.stack([angles.sin(), angles.cos()], dim=-1).reshape(t.shape[0], dim)
@@ -180,17 +175,9 @@ class UNet(nn.Module):
                  num_classes: int | None = None, time_embed_dim: int | None = None, dropout: float = 0.0,
                  skip_connections: bool = True, time_conditioning: bool = True):
         super().__init__()
-        require_int(in_channels, "in_channels", minimum=1)
-        require_int(base_channels, "base_channels", minimum=2)
-        require_int(num_res_blocks, "num_res_blocks", minimum=1)
-        if base_channels % 2:
-            raise ValueError(f"base_channels must be even (it sets the sinusoid's width), got {base_channels}")
-        if not channel_mults or not all(isinstance(m, int) and m >= 1 for m in channel_mults):
-            raise ValueError(f"channel_mults must be a non-empty sequence of positive ints, got {channel_mults!r}")
-        if num_classes is not None:
-            require_int(num_classes, "num_classes", minimum=1)
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        UNetConfig(in_channels, out_channels, base_channels, tuple(channel_mults) if isinstance(channel_mults, list)
+                   else channel_mults, num_res_blocks, attention, num_classes, time_embed_dim, dropout,
+                   skip_connections, time_conditioning)       # checks the arguments
         self.in_channels = in_channels
         self.out_channels = out_channels or in_channels
         self.num_classes = num_classes

@@ -30,7 +30,8 @@ def test_train_records_its_command_and_resumes_exactly(tmp_path, checkpoints):
     conditional, _ = checkpoints
     info = load_checkpoint(conditional)[2]
     assert info["command"].startswith("python -m course_lib train --dataset digits --conditional --steps 4")
-    assert info["unet_config"]["num_classes"] == 10 and info["schedule"] == {"name": "cosine", "T": 20}
+    config = info["config"]
+    assert config.unet.num_classes == 10 and (config.schedule, config.T, config.steps) == ("cosine", 20, 4)
     partial = tmp_path / "partial.pt"
     assert run("train", "--dataset", "digits", "--conditional", "--steps", 2, "--out", partial, *TINY) == 0
     assert run("train", "--dataset", "digits", "--conditional", "--steps", 4, "--out", partial, "--resume", *TINY) == 0
@@ -83,7 +84,8 @@ def test_guidance_zero_is_unconditional_and_one_is_conditional(tmp_path, checkpo
     (["train", "--dataset", "cifar", "--steps", 1], "unknown dataset 'cifar'"),
     (["train", "--dataset", "mnist:/no/such/dir", "--steps", 1], "no such directory"),
     (["train", "--dataset", "digits"], "give a budget"),
-    (["train", "--steps", 0], "--steps must be >= 1"),
+    (["train", "--steps", 0], "steps must be >= 1, got 0"),
+    (["train", "--steps", 1, "--lr", -1], "lr must be > 0"),
     (["train", "--steps", 1, "--resume"], "no checkpoint"),
     (["sample", "--checkpoint", "missing.pt"], "no checkpoint file at"),
     (["sample", "--checkpoint", "UNCOND", "--label", 1], "unconditional model"),
@@ -114,3 +116,15 @@ def test_sample_refuses_unknown_extensions(tmp_path, capsys, checkpoints):
 def test_help(capsys, command):
     assert run(command, "--help") == 0
     assert "--out" in capsys.readouterr().out
+
+
+def test_train_help_shows_the_config_defaults(capsys):
+    """The command line's defaults are TrainConfig's and UNetConfig's, not a second copy."""
+    from course_lib.config import TrainConfig, UNetConfig
+
+    assert run("train", "--help") == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for flag, value in [("--label-dropout", TrainConfig.label_dropout), ("--lr", TrainConfig.lr),
+                        ("--T", TrainConfig.T), ("--batch-size", TrainConfig.batch_size),
+                        ("--base-channels", UNetConfig.base_channels), ("--schedule", TrainConfig.schedule)]:
+        assert f"{flag}" in text and f"default {value}" in text

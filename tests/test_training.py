@@ -3,12 +3,13 @@ import pytest
 import torch
 
 from course_lib import training
+from course_lib.config import TrainConfig, UNetConfig
 from course_lib.data import ImageDataset, load_digits
 from course_lib.forward import q_sample, v_from_x0_eps
 from course_lib.schedules import NoiseSchedule
 from course_lib.training import EMA, diffusion_loss, drop_labels, load_checkpoint, train
 
-TINY = {"in_channels": 1, "base_channels": 16, "channel_mults": (1,), "attention": False, "num_classes": 10}
+TINY = UNetConfig(in_channels=1, base_channels=16, channel_mults=(1,), attention=False, num_classes=10)
 SCHEDULE = NoiseSchedule.linear(50)
 
 
@@ -98,9 +99,13 @@ def test_ema_warmup_starts_with_a_small_decay_and_state_round_trips():
 
 
 # ---------------------------------------------------------------- the loop
+RUN_OPTIONS = ("checkpoint", "resume", "export", "dataset_name", "command", "progress", "device", "num_workers")
+
+
 def _train(digits, **kwargs):
-    settings = dict(batch_size=32, lr=3e-3, seed=0, progress=False)
-    return train(TINY, digits, SCHEDULE, **{**settings, **kwargs})
+    settings = {**dict(unet=TINY, batch_size=32, lr=3e-3, seed=0, schedule="linear", T=50), **kwargs}
+    run = {name: settings.pop(name) for name in RUN_OPTIONS if name in settings}
+    return train(TrainConfig(**settings), digits, progress=False, **run)
 
 
 def test_loss_decreases_on_a_tiny_problem(digits):
@@ -136,14 +141,34 @@ def test_resume_refuses_other_settings(digits, tmp_path):
         _train(digits, steps=4, checkpoint=path, resume=True, parameterization="v")
 
 
-def test_train_checks_its_settings_before_training(digits):
-    """train is the edge: the formula functions it calls (diffusion_loss, drop_labels) trust their inputs."""
-    with pytest.raises(ValueError, match="parameterization"):
-        _train(digits, steps=1, parameterization="score")
-    with pytest.raises(TypeError, match="NoiseSchedule"):
-        train(TINY, digits, "linear", steps=1, progress=False)
-    with pytest.raises(ValueError, match=r"label_dropout must be a finite number in \[0.0, 1.0\]"):
-        _train(digits, steps=1, label_dropout=1.5)
+@pytest.mark.parametrize("settings, error, message", [
+    (dict(parameterization="score"), ValueError, "unknown parameterization 'score'"),
+    (dict(schedule="sigmoid"), ValueError, "unknown schedule 'sigmoid'"),
+    (dict(label_dropout=1.5), ValueError, r"label_dropout must be a finite number in \[0.0, 1.0\], got 1.5"),
+    (dict(lr=0.0), ValueError, "lr must be > 0"),
+    (dict(ema_decay=1.0), ValueError, r"ema_decay must lie in \[0, 1\)"),
+    (dict(batch_size=2.5), TypeError, "batch_size must be an int"),
+    (dict(steps=0), ValueError, "steps must be >= 1"),
+    (dict(max_seconds=-1.0), ValueError, "max_seconds must be > 0"),
+    (dict(seed=-1), ValueError, "seed must be >= 0"),
+    (dict(unet={"base_channels": 7}), ValueError, "base_channels must be even"),
+    (dict(unet="tiny"), TypeError, "unet must be a UNetConfig"),
+])
+def test_train_config_checks_itself(settings, error, message):
+    """The config is the edge: train and the formula functions it calls trust what it holds."""
+    with pytest.raises(error, match=message):
+        TrainConfig(**{"steps": 1, **settings})
+
+
+def test_train_config_round_trips_through_a_dict():
+    config = TrainConfig(unet=TINY, steps=7, lr=2e-3, schedule="linear", T=50)
+    stored = config.to_dict()
+    assert stored["unet"]["channel_mults"] == (1,) and TrainConfig.from_dict(stored) == config
+    assert TrainConfig.from_dict({**stored, "unet": {**stored["unet"], "channel_mults": [1]}}) == config
+    with pytest.raises(ValueError, match=r"unknown TrainConfig fields \['learning_rate'\]"):
+        TrainConfig.from_dict({**stored, "learning_rate": 1.0})
+    with pytest.raises(TypeError, match="config must be a TrainConfig"):
+        train(stored, ImageDataset(torch.zeros(2, 1, 8, 8), None, ()))
 
 
 def test_budget_and_labels_are_checked(digits):
@@ -152,6 +177,7 @@ def test_budget_and_labels_are_checked(digits):
     unlabelled = ImageDataset(digits.images, None, ())
     with pytest.raises(ValueError, match="labelled"):
         _train(unlabelled, steps=1)
+    assert _train(unlabelled, steps=2, unet=UNetConfig(base_channels=8, channel_mults=(1,))).step == 2
     assert _train(digits, max_seconds=0.5).step >= 1
 
 
@@ -161,7 +187,8 @@ def test_checkpoint_holds_everything_to_sample(digits, tmp_path):
     result = _train(digits, steps=3, checkpoint=path, export=small, dataset_name="digits")
     model, schedule, info = load_checkpoint(path)
     assert torch.equal(schedule.betas, SCHEDULE.betas)
-    assert info["unet_config"] == TINY and info["step"] == 3 and info["parameterization"] == "eps"
+    assert info["config"] == TrainConfig(unet=TINY, steps=3, batch_size=32, lr=3e-3, schedule="linear", T=50)
+    assert info["step"] == 3
     assert info["dataset"] == {"name": "digits", "image_shape": [1, 8, 8], "class_names": list("0123456789")}
     assert info["loss_history"] == result.loss_history
     for name, value in model.state_dict().items():                      # the EMA weights, not the raw ones
@@ -204,7 +231,12 @@ def test_missing_or_corrupt_checkpoint_names_the_path(tmp_path):
         load_checkpoint(foreign)
 
 
-def test_schedules_are_recorded_by_name():
-    assert training._schedule_name(NoiseSchedule.cosine(30)) == "cosine"
-    with pytest.raises(ValueError, match="by name"):
-        training._schedule_name(NoiseSchedule.linear(30, beta_end=0.05))
+def test_the_shipped_v1_asset_loads_with_its_config_converted():
+    """The asset was written before configs existed; reading it builds the TrainConfig of its command."""
+    model, schedule, info = load_checkpoint()
+    config = info["config"]
+    assert config.unet == UNetConfig(in_channels=1, base_channels=32, channel_mults=(1, 2), num_classes=10)
+    assert (config.steps, config.lr, config.seed, config.schedule, config.T) == (4000, 2e-3, 0, "cosine", 1000)
+    assert config.label_dropout == 0.15 and config.parameterization == "eps" and info["step"] == 4000
+    assert "--steps 4000 --lr 2e-3 --seed 0" in info["command"]
+    assert model.num_classes == 10 and schedule.T == 1000

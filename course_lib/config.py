@@ -1,0 +1,127 @@
+"""The two configurations of a training run, as dataclasses: the network's shape and how it is trained.
+
+    UNetConfig    exactly ``unet.UNet``'s parameters; ``UNet(**asdict(config))`` builds the net
+    TrainConfig   everything that decides the weights of a run (the U-Net, schedule, objective, optimiser,
+                  budget, seed); a checkpoint stores it whole, and the command line builds it from its options
+
+Both check themselves when they are made (``__post_init__``), so every way in — Python, the command line,
+a checkpoint — gets the same checks and the same messages. Run options that do not change the weights
+(paths, progress bars, the device) are arguments of ``training.train`` instead.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from . import _validate as check
+from .forward import PARAMETERIZATIONS
+from .schedules import SCHEDULE_NAMES, NoiseSchedule
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """The U-Net's architecture (see ``unet.UNet`` for what each field does)."""
+    in_channels: int = 1
+    out_channels: int | None = None
+    base_channels: int = 32
+    channel_mults: tuple[int, ...] = (1, 2)
+    num_res_blocks: int = 1
+    attention: bool = True
+    num_classes: int | None = None
+    time_embed_dim: int | None = None
+    dropout: float = 0.0
+    skip_connections: bool = True
+    time_conditioning: bool = True
+
+    def __post_init__(self):
+        check.require_int(self.in_channels, "in_channels", minimum=1)
+        if self.out_channels is not None:
+            check.require_int(self.out_channels, "out_channels", minimum=1)
+        check.require_int(self.base_channels, "base_channels", minimum=2)
+        if self.base_channels % 2:
+            raise ValueError(f"base_channels must be even (it sets the sinusoid's width), got {self.base_channels}")
+        mults = self.channel_mults
+        if (isinstance(mults, (str, bytes)) or not hasattr(mults, "__len__") or not mults
+                or not all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in mults)):
+            raise ValueError(f"channel_mults must be a non-empty sequence of positive ints, got {mults!r}")
+        object.__setattr__(self, "channel_mults", tuple(mults))      # lists (from a CLI or JSON) become tuples
+        check.require_int(self.num_res_blocks, "num_res_blocks", minimum=1)
+        if self.num_classes is not None:
+            check.require_int(self.num_classes, "num_classes", minimum=1)
+        if self.time_embed_dim is not None:
+            check.require_int(self.time_embed_dim, "time_embed_dim", minimum=1)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a diffusion U-Net is trained (Ho et al. 2020, Alg. 1, with AdamW, clipping, EMA, label dropout).
+
+    unet: the network. steps: total optimizer steps; max_seconds: time budget of one run (at least one of the
+    two). batch_size, lr, weight_decay (AdamW), grad_clip (gradient-norm clipping), ema_decay (EMA beta),
+    label_dropout (probability that a label becomes the null class, class-conditional nets only),
+    parameterization ("eps", "x0" or "v": what the net outputs), schedule ("linear" or "cosine") and T,
+    seed (weights, batches, t, noise and dropped labels), checkpoint_every (steps between checkpoints).
+    """
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    steps: int | None = None
+    max_seconds: float | None = None
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    label_dropout: float = 0.15
+    parameterization: str = "eps"
+    schedule: str = "cosine"
+    T: int = 1000
+    seed: int = 0
+    checkpoint_every: int = 1000
+
+    def __post_init__(self):
+        if isinstance(self.unet, dict):
+            object.__setattr__(self, "unet", UNetConfig(**self.unet))
+        if not isinstance(self.unet, UNetConfig):
+            raise TypeError(f"unet must be a UNetConfig, got {type(self.unet).__name__}")
+        if self.steps is None and self.max_seconds is None:
+            raise ValueError("give a budget: steps (a number of optimizer steps) and/or max_seconds")
+        if self.steps is not None:
+            check.require_int(self.steps, "steps", minimum=1)
+        if self.max_seconds is not None and check.require_number(self.max_seconds, "max_seconds") <= 0:
+            raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
+        check.require_int(self.batch_size, "batch_size", minimum=1)
+        if check.require_number(self.lr, "lr") <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        check.require_number(self.weight_decay, "weight_decay", low=0.0)
+        if check.require_number(self.grad_clip, "grad_clip") <= 0:
+            raise ValueError(f"grad_clip must be > 0, got {self.grad_clip}")
+        if not 0.0 <= check.require_number(self.ema_decay, "ema_decay") < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        check.require_number(self.label_dropout, "label_dropout", 0.0, 1.0)
+        check.require_choice(self.parameterization, "parameterization", PARAMETERIZATIONS)
+        check.require_choice(self.schedule, "schedule", SCHEDULE_NAMES)
+        check.require_int(self.T, "T", minimum=1)
+        check.require_int(self.seed, "seed", minimum=0)
+        check.require_int(self.checkpoint_every, "checkpoint_every", minimum=1)
+
+    def make_schedule(self):
+        """The run's NoiseSchedule: ``NoiseSchedule.from_name(schedule, T)``."""
+        return NoiseSchedule.from_name(self.schedule, self.T)
+
+    def to_dict(self) -> dict:
+        """Plain Python values (the U-Net as a nested dict), as stored in checkpoints."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """The inverse of ``to_dict``; unknown keys are refused with their names."""
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}")
+        return cls(**values)
+
+
+def default(config_class, name: str):
+    """The default value of a config field (the command line shows these in --help)."""
+    spec = config_class.__dataclass_fields__[name]
+    return spec.default_factory() if callable(spec.default_factory) else spec.default
