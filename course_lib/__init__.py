@@ -1,7 +1,30 @@
 """course_lib: the tested reference implementations the diffusion-course notebooks import.
 
-One module per idea, in course order: schedules, forward, toy, procedural, data, unet, training,
-sampling, guidance, metrics, viz, checks, authoring. Import the module you need, e.g.
-``from course_lib import forward``; nothing heavy is imported here.
+One module per idea, in course order; import the module you need, e.g. ``from course_lib import forward``
+(nothing heavy is imported here). ``PUBLIC`` below is the one list of what the notebooks use: each of these
+has a docstring giving its shapes and the equation or algorithm it implements (``help(forward.q_sample)``).
+Formula functions trust their inputs; the entry points (``sample``, ``inpaint``, ``ddim_invert``, ``train``,
+the loaders, the CLI, ``checks.check``) check them once, through ``course_lib._validate``.
 """
 __version__ = "0.1.0"
+
+PUBLIC = {
+    "schedules": ("linear_betas", "cosine_betas", "NoiseSchedule", "gather", "timestep_tensor"),
+    "forward": ("q_sample", "q_posterior", "x0_from_eps", "eps_from_x0", "v_from_x0_eps", "x0_from_v", "eps_from_v",
+                "score_from_eps", "eps_from_score", "model_eps"),
+    "toy": ("GaussianMixture", "optimal_denoiser"),
+    "procedural": ("generate", "make_pattern", "make_noise", "ease", "progress_of", "noise_scale", "step_noise",
+                   "blend_step", "steps_strip", "EASINGS", "NOISE_SCHEDULES", "STAT_KEYS"),
+    "data": ("load_digits", "load_mnist", "load_image_folder", "image_folder", "ImageDataset", "data_loader",
+             "iterate_batches"),
+    "unet": ("sinusoidal_embedding", "TimeEmbedding", "ResidualBlock", "attention_weights", "AttentionBlock", "UNet",
+             "count_parameters", "trace_shapes"),
+    "config": ("UNetConfig", "TrainConfig"),
+    "training": ("diffusion_loss", "loss_target", "drop_labels", "EMA", "train", "load_checkpoint", "smooth"),
+    "sampling": ("run_reverse", "SampleResult", "Trajectory", "ddpm_step", "sample"),
+    "ddim": ("ddim_timesteps", "ddim_sigma", "ddim_step", "ddim_invert_step", "ddim_invert", "slerp"),
+    "guidance": ("guided_eps", "cfg_model", "classifier_guidance_eps", "classifier_guided_model", "inpaint_merge",
+                 "inpaint"),
+    "metrics": ("class_probabilities", "evaluate_samples", "real_data_floor"),
+    "viz": ("to_display", "show_images", "animate_images"),
+}

@@ -126,6 +126,7 @@ def accuracy(model: nn.Module, dataset: ImageDataset) -> float:
 
 
 def save_classifier(model: DigitsClassifier, test_accuracy: float, seed: int, path=CLASSIFIER_ASSET) -> None:
+    """Write the classifier's weights with its test accuracy, seed and command, atomically."""
     payload = {"state_dict": model.state_dict(), "test_accuracy": test_accuracy, "seed": seed,
                "command": TRAIN_COMMAND, "torch_version": str(torch.__version__)}
     write_atomically(path, lambda temporary: torch.save(payload, temporary))
@@ -285,6 +286,7 @@ def report(samples: torch.Tensor, seed: int = 0) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m course_lib.metrics --train-classifier``: train the digits classifier and save it to --out."""
     parser = argparse.ArgumentParser(prog="python -m course_lib.metrics",
                                      description="The digits classifier behind the sample-quality metrics.")
     parser.add_argument("--train-classifier", action="store_true",

@@ -94,7 +94,7 @@ def ease(progress, easing: str = "cubic"):
 def noise_scale(t: int, T: int, noise_schedule: str = "quadratic") -> float:
     """g(t), the standard deviation of the noise injected at step t, and 0 at t = 0 (no noise on the result).
 
-    quadratic (the default): g = 0.1 (t/T)^2;  linear: g = 0.1 t/T;  exponential: g = 0.1 exp(-5 (T - t)/T).
+    noise_schedule "quadratic" (the default) g = 0.1 (t/T)^2, "linear" g = 0.1 t/T, "exponential" g = 0.1 exp(-5 (T - t)/T).
     """
     shape = NOISE_SCHEDULES[require_choice(noise_schedule, "noise schedule", NOISE_SCHEDULES)]
     _check_step(t, T)

@@ -150,10 +150,10 @@ class UNet(nn.Module):
         conv_in                                  in_channels -> base_channels
         down level l: num_res_blocks ResidualBlocks, keep the result as skip l, then a stride-2 conv
                       (not after the last level)
-        bottleneck:   ResidualBlock, AttentionBlock (if attention), ResidualBlock, at the lowest resolution
+        bottleneck    ResidualBlock, AttentionBlock (if attention), ResidualBlock, at the lowest resolution
         up level l (from the lowest): upsample and a 3x3 conv (not at the lowest level), concatenate
                       skip l, num_res_blocks ResidualBlocks
-        output:       GroupNorm, SiLU, 3x3 conv -> out_channels
+        output        GroupNorm, SiLU, 3x3 conv -> out_channels
     The time embedding (plus the class embedding, when num_classes is set) reaches every ResidualBlock.
 
     Args:
