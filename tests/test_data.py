@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from course_lib import data
+from course_lib import data, mnist
 
 
 def write_idx(path, values: np.ndarray, compress: bool = False, dtype_code: int = 0x08) -> None:
@@ -52,62 +52,62 @@ def test_digits_split_is_deterministic_and_depends_on_seed():
 @pytest.mark.parametrize("compress", [False, True])
 def test_mnist_from_idx_files(tmp_path, compress):
     pixels, labels = tiny_mnist(tmp_path, "test", compress=compress)
-    dataset = data.load_mnist(tmp_path, split="test")
+    dataset = mnist.load_mnist(tmp_path, split="test")
     assert dataset.images.shape == (5, 1, 28, 28) and dataset.images.dtype == torch.float32
     assert torch.all(dataset.images[0] == -1) and torch.all(dataset.images[1] == 1)
     assert torch.allclose(dataset.images[2, 0], torch.from_numpy(pixels[2]).float() / 255 * 2 - 1)
     assert dataset.labels.tolist() == labels.tolist()
-    assert dataset.class_names == data.MNIST_CLASSES
+    assert dataset.class_names == mnist.MNIST_CLASSES
 
 
 def test_fashion_names_and_images_without_labels(tmp_path):
     tiny_mnist(tmp_path, "train")
-    assert data.load_mnist(tmp_path, fashion=True).class_names[9] == "Ankle boot"
-    alone = data.load_idx(tmp_path / "train-images-idx3-ubyte")
+    assert mnist.load_mnist(tmp_path, fashion=True).class_names[9] == "Ankle boot"
+    alone = mnist.load_idx(tmp_path / "train-images-idx3-ubyte")
     assert alone.labels is None and alone.images.shape == (5, 1, 28, 28)
 
 
 def test_read_idx_keeps_header_dimensions(tmp_path):
     values = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
     write_idx(tmp_path / "cube", values)
-    assert torch.equal(data.read_idx(tmp_path / "cube"), torch.from_numpy(values))
+    assert torch.equal(mnist.read_idx(tmp_path / "cube"), torch.from_numpy(values))
 
 
 def test_idx_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        data.read_idx(tmp_path / "nowhere")
+        mnist.read_idx(tmp_path / "nowhere")
     (tmp_path / "png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20))
     with pytest.raises(ValueError, match="magic number"):
-        data.read_idx(tmp_path / "png")
+        mnist.read_idx(tmp_path / "png")
     write_idx(tmp_path / "floats", np.zeros((2, 2)), dtype_code=0x0D)
     with pytest.raises(ValueError, match="0x08"):
-        data.read_idx(tmp_path / "floats")
+        mnist.read_idx(tmp_path / "floats")
     write_idx(tmp_path / "whole", np.zeros((3, 28, 28)))
     (tmp_path / "cut").write_bytes((tmp_path / "whole").read_bytes()[:-10])
     with pytest.raises(ValueError, match=r"promises dimensions \(3, 28, 28\)"):
-        data.read_idx(tmp_path / "cut")
+        mnist.read_idx(tmp_path / "cut")
     (tmp_path / "cut.gz").write_bytes(gzip.compress((tmp_path / "whole").read_bytes())[:-8])
     with pytest.raises(ValueError, match="gzip"):
-        data.read_idx(tmp_path / "cut.gz")
+        mnist.read_idx(tmp_path / "cut.gz")
     (tmp_path / "short").write_bytes(bytes([0, 0, 8, 3, 0, 0]))
     with pytest.raises(ValueError, match="truncated IDX header"):
-        data.read_idx(tmp_path / "short")
+        mnist.read_idx(tmp_path / "short")
 
 
 def test_idx_count_and_rank_mismatch(tmp_path):
     write_idx(tmp_path / "images", np.zeros((4, 28, 28)))
     write_idx(tmp_path / "labels", np.zeros(3))
     with pytest.raises(ValueError, match="4 images but .* 3 labels"):
-        data.load_idx(tmp_path / "images", tmp_path / "labels")
+        mnist.load_idx(tmp_path / "images", tmp_path / "labels")
     with pytest.raises(ValueError, match=r"3 dimensions \(N, H, W\)"):
-        data.load_idx(tmp_path / "labels")
+        mnist.load_idx(tmp_path / "labels")
 
 
 def test_mnist_missing_files_name_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="t10k-images-idx3-ubyte"):
-        data.load_mnist(tmp_path, split="test")
+        mnist.load_mnist(tmp_path, split="test")
     with pytest.raises(FileNotFoundError, match="no such directory"):
-        data.load_mnist(tmp_path / "absent")
+        mnist.load_mnist(tmp_path / "absent")
 
 
 # ---------------------------------------------------------------- picture folders

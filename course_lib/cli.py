@@ -1,0 +1,237 @@
+"""The command line's commands; ``__main__.py`` parses the arguments and calls one of these.
+
+Each command checks what it was given before starting (paths here, settings by the configs), prints errors as one line on
+stderr and returns the exit status: 0 done, 1 runtime failure, 2 usage error."""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DDIM_STEPS = 50
+# TrainConfig fields the train command sets from its options (type, help); defaults come from TrainConfig.
+TRAIN_OPTIONS = {
+    "steps": (int, "train until this many optimizer steps in total (give --steps and/or --max-seconds)"),
+    "max_seconds": (float, "stop this run after this many seconds"),
+    "seed": (int, "seeds the weights, batches, timesteps, noise and dropped labels"),
+    "batch_size": (int, "images per optimizer step"),
+    "lr": (float, "AdamW learning rate"),
+    "weight_decay": (float, "AdamW weight decay"),
+    "grad_clip": (float, "clip the gradient norm at this value"),
+    "ema_decay": (float, "beta of the EMA of the weights"),
+    "label_dropout": (float, "probability of training a label as 'no label'"),
+    "parameterization": (str, "what the U-Net outputs"),
+    "schedule": (str, "noise schedule"),
+    "T": (int, "number of timesteps"),
+    "checkpoint_every": (int, "steps between checkpoints"),
+}
+LONG_RUN = 2e8   # pixel-channel-records in a procedural run worth a progress bar (about a second)
+
+
+def build_notebooks(args: argparse.Namespace) -> int:
+    from .authoring import AuthoringError, build, execute_solutions
+
+    try:
+        if args.execute is not None:
+            execute_solutions(args.solutions, args.execute)
+        differing = build(args.solutions, args.notebooks, check=args.check)
+    except AuthoringError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.check:
+        if differing:
+            print("notebooks/ is out of date with solutions/; run `python -m course_lib build-notebooks`:\n  "
+                  + "\n  ".join(differing), file=sys.stderr)
+            return 1
+        print("notebooks/ matches solutions/")
+        return 0
+    print("\n".join(f"wrote {args.notebooks / name}" for name in differing) or "notebooks/ already up to date")
+    return 0
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    from ._io import write_atomically
+
+    write_atomically(path, lambda temporary: temporary.write_bytes(data))
+
+
+def _png_bytes(image) -> bytes:
+    from PIL import Image
+
+    from .procedural import to_uint8
+
+    pixels = to_uint8(image)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _csv_bytes(records: list, columns) -> bytes:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return text.getvalue().encode()
+
+
+def procedural_demo(args: argparse.Namespace) -> int:
+    from . import procedural
+
+    try:  # everything is checked before anything is created
+        procedural.validate_arguments(args.height, args.width, args.channels, args.steps, args.seed,
+                                      args.easing, args.noise_schedule)
+        if args.channels > 4:
+            raise ValueError(f"--channels must be 1 to 4 to fit in a PNG (grey, grey + alpha, RGB, RGBA), "
+                             f"got {args.channels}")
+        if args.out.exists() and not args.out.is_dir():
+            raise ValueError(f"--out must be a directory; {args.out} is a file")
+    except (TypeError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    work = args.height * args.width * args.channels * (args.steps // procedural.STATS_EVERY + 1)
+    result = procedural.generate(args.height, args.width, args.channels, args.steps, args.seed, args.easing,
+                                 args.noise_schedule, save_steps=True, show_progress=work > LONG_RUN)
+    files = {"final.png": _png_bytes(result.image),
+             "steps.png": _png_bytes(procedural.steps_strip(result.steps)),
+             "stats.csv": _csv_bytes(result.stats, procedural.STAT_KEYS)}
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            _write_atomically(args.out / name, data)
+    except OSError as error:
+        print(f"error: cannot write to {args.out}: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {', '.join(str(args.out / name) for name in files)} "
+          f"(steps at t = {', '.join(map(str, result.step_t))})")
+    return 0
+
+
+# ---------------------------------------------------------------- train and sample
+DATASET_HELP = "digits (built in), mnist:DIR, fashion-mnist:DIR (IDX files already on disk) or folder:DIR (pictures)"
+
+
+def _load_dataset(spec: str, image_size: int, channels: int):
+    """A training set from a --dataset spec; ValueError / FileNotFoundError for anything else."""
+    from . import data, mnist
+
+    kind, _, directory = spec.partition(":")
+    if kind == "digits" and not directory:
+        return data.load_digits("train")
+    if kind in ("mnist", "fashion-mnist") and directory:
+        return mnist.load_mnist(directory, "train", fashion=kind == "fashion-mnist")
+    if kind == "folder" and directory:
+        return data.image_folder(directory, size=image_size, channels=channels)     # read lazily by workers
+    raise ValueError(f"unknown dataset {spec!r}; expected {DATASET_HELP}")
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from .config import TrainConfig, UNetConfig
+    from .training import train
+
+    try:  # everything is checked before training starts: paths here, settings by the configs
+        if args.out.suffix != ".pt":
+            raise ValueError(f"--out must end in .pt, got {args.out}")
+        if args.resume and not args.out.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {args.out} to resume from")
+        if args.export is not None and (args.export.suffix != ".pt" or args.export.resolve() == args.out.resolve()):
+            raise ValueError(f"--export must be a .pt file other than --out, got {args.export}")
+        dataset = _load_dataset(args.dataset, args.image_size, args.channels)
+        if args.conditional and dataset.labels is None:
+            raise ValueError(f"--conditional needs labels, and dataset {args.dataset!r} has none "
+                             f"(a folder needs one sub-folder per class)")
+        unet = UNetConfig(in_channels=dataset.image_shape[0], base_channels=args.base_channels,
+                          channel_mults=tuple(args.channel_mults),
+                          num_classes=len(dataset.class_names) if args.conditional else None)
+        config = TrainConfig(unet=unet, **{name: getattr(args, name) for name in TRAIN_OPTIONS})
+    except (TypeError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    command = "python -m course_lib " + " ".join(args.argv)
+    workers = 2 if args.dataset.startswith("folder:") else 0       # decoding pictures is worth a process
+    try:
+        result = train(config, dataset, checkpoint=args.out, resume=args.resume, export=args.export,
+                       dataset_name=args.dataset, command=command, num_workers=workers)
+    except (TypeError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    exported = f" and {args.export}" if args.export else ""
+    print(f"wrote {args.out}{exported}: step {result.step}, final loss {result.loss_history[-1]:.4f}, "
+          f"{result.seconds:.0f} s of training")
+    return 0
+
+
+def _sampling_model(model, label, guidance, n):
+    """The network the sampler calls: unconditional, conditional on one label, or classifier-free guided."""
+    import torch
+
+    if label is None:
+        return model
+    y = torch.full((n,), label, dtype=torch.int64)
+    if guidance is None:
+        return lambda x, t: model(x, t, y=y)
+    from .guidance import cfg_model   # imported here: only guided sampling needs it
+
+    return cfg_model(model, y, guidance, model.num_classes)
+
+
+def sample_command(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from .sampling import sample
+    from .training import load_checkpoint
+    from .viz import image_grid
+
+    try:  # everything is checked before sampling starts
+        if args.out.suffix not in (".npy", ".png"):
+            raise ValueError(f"--out must end in .npy (float32 array) or .png (image grid), got {args.out}")
+        if args.n < 1:
+            raise ValueError(f"--n must be >= 1, got {args.n}")
+        if args.seed < 0:
+            raise ValueError(f"--seed must be >= 0, got {args.seed}")
+        model, schedule, info = load_checkpoint(args.checkpoint)
+        if args.guidance is not None and args.label is None:
+            raise ValueError("--guidance needs --label Y (the class to guide towards)")
+        if args.label is not None:
+            if model.num_classes is None:
+                raise ValueError(f"--label: {args.checkpoint} holds an unconditional model (trained without "
+                                 f"--conditional)")
+            if not 0 <= args.label < model.num_classes:
+                raise ValueError(f"--label must lie in 0..{model.num_classes - 1}, got {args.label}")
+        steps = args.steps
+        if args.sampler == "ddpm" and steps is not None and steps != schedule.T:
+            raise ValueError(f"DDPM visits all T={schedule.T} timesteps, so --steps must be {schedule.T} or left "
+                             f"out; for {steps} steps use --sampler ddim (add --eta 1 for DDPM-like noise)")
+        if args.sampler == "ddim" and steps is None:
+            steps = DEFAULT_DDIM_STEPS
+        if args.sampler == "ddpm" and args.eta != 0:
+            raise ValueError("--eta applies to --sampler ddim only")
+        if steps is not None and not 1 <= steps <= schedule.T:
+            raise ValueError(f"--steps must lie in 1..{schedule.T}, got {steps}")
+        if not 0 <= args.eta <= 1:
+            raise ValueError(f"--eta must lie in [0, 1], got {args.eta}")
+        network = _sampling_model(model, args.label, args.guidance, args.n)
+    except (TypeError, ValueError, FileNotFoundError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    shape = (args.n, *info["dataset"]["image_shape"])
+    samples = sample(network, schedule, shape, sampler=args.sampler, steps=steps, eta=args.eta, seed=args.seed,
+                     clip_x0=not args.no_clip, parameterization=info["config"].parameterization).images
+    images = ((samples.clamp(-1, 1) + 1) / 2).to(torch.float32)          # [-1, 1] -> [0, 1]
+    if args.out.suffix == ".npy":
+        buffer = io.BytesIO()
+        np.save(buffer, images.numpy())
+        data = buffer.getvalue()
+    else:
+        data = _png_bytes(image_grid(images * 2 - 1))
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(args.out, data)
+    except OSError as error:
+        print(f"error: cannot write {args.out}: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}: {args.n} samples of shape {tuple(shape[1:])}")
+    return 0
