@@ -88,14 +88,8 @@ class GaussianMixture:
         log_joint = log_component + self.weights.log()
         return torch.softmax(log_joint, dim=1), log_joint, solved
 
-    def _check_points(self, x: torch.Tensor) -> None:
-        require_float_tensor(x, "x", min_dims=2)
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"x must have shape (B, {self.dim}), got {tuple(x.shape)}")
-
     def log_prob(self, x: torch.Tensor, t=None, schedule: NoiseSchedule | None = None) -> torch.Tensor:
         """log q_t(x) of shape (B,); the clean data density when t is None. Differentiable in x."""
-        self._check_points(x)
         alpha_bar = (torch.ones(x.shape[0], dtype=torch.float64) if t is None
                      else _alpha_bar(t, schedule, x.shape[0]))
         _, log_joint, _ = self._posterior_terms(x, alpha_bar)
@@ -103,7 +97,6 @@ class GaussianMixture:
 
     def score(self, x: torch.Tensor, t, schedule: NoiseSchedule) -> torch.Tensor:
         """grad_x log q_t(x) = -sum_k r_k(x) Sigma_tk^{-1} (x - m_tk); shape (B, D), x's dtype."""
-        self._check_points(x)
         resp, _, solved = self._posterior_terms(x, _alpha_bar(t, schedule, x.shape[0]))
         return -(resp[..., None] * solved).sum(1).to(x.dtype)
 
@@ -114,7 +107,6 @@ class GaussianMixture:
 
     def x0_mean(self, x: torch.Tensor, t, schedule: NoiseSchedule) -> torch.Tensor:
         """E[x0 | x_t = x] = sum_k r_k(x) (mu_k + sqrt(abar) Sigma_k Sigma_tk^{-1} (x - m_tk)); shape (B, D)."""
-        self._check_points(x)
         alpha_bar = _alpha_bar(t, schedule, x.shape[0])
         resp, _, solved = self._posterior_terms(x, alpha_bar)
         per_component = self.means + alpha_bar.sqrt()[:, None, None] * (self.covariances @ solved[..., None])[..., 0]
@@ -126,7 +118,6 @@ class GaussianMixture:
         The exact noise-aware classifier when the components are the classes. Differentiable in x, so
         autograd gives grad_x log p(k | x_t), the term classifier guidance adds to the score.
         """
-        self._check_points(x)
         _, log_joint, _ = self._posterior_terms(x, _alpha_bar(t, schedule, x.shape[0]))
         return torch.log_softmax(log_joint, dim=1)
 

@@ -79,8 +79,6 @@ def test_optimal_denoiser_memorises_at_low_noise(schedule):
 
 
 def test_bad_input(mixture, schedule):
-    with pytest.raises(ValueError, match=r"shape \(B, 3\)"):
-        mixture.score(torch.zeros(4, 2), 0, schedule)
     with pytest.raises(ValueError, match="covariances must have shape"):
         GaussianMixture(torch.zeros(2, 3), torch.ones(3, 3, 3))
     with pytest.raises(ValueError, match="positive"):
