@@ -28,11 +28,6 @@ def require_float_tensor(value, name: str, min_dims: int = 1) -> torch.Tensor:
     return value
 
 
-def require_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
-    if a.shape != b.shape:
-        raise ValueError(f"{name_b} must have the shape of {name_a} {tuple(a.shape)}, got {tuple(b.shape)}")
-
-
 def require_int(value, name: str, minimum: int | None = None) -> int:
     """An integer (Python or NumPy), returned as a Python int; bool is refused."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -71,36 +66,6 @@ def require_schedule(schedule):
     if not isinstance(schedule, NoiseSchedule):
         raise TypeError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
     return schedule
-
-
-def require_timesteps(t, T: int, batch: int | None = None, name: str = "t", allow_clean: bool = False) -> torch.Tensor:
-    """``t`` (an int, or an integer tensor of shape () or (B,)) as a CPU int64 tensor of shape (B,) or (1,).
-
-    Every value must lie in 0..T-1 (-1..T-1 with ``allow_clean``: -1 stands for clean data), and a tensor must
-    hold 1 timestep or ``batch`` of them.
-    """
-    if isinstance(t, bool):
-        raise TypeError(f"{name} must be an int or an integer tensor, got bool")
-    if isinstance(t, numbers.Integral):
-        t = torch.tensor([int(t)])
-    elif isinstance(t, torch.Tensor):
-        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-            raise TypeError(f"{name} must hold integer timesteps, got dtype {t.dtype}")
-        if t.ndim > 1:
-            raise ValueError(f"{name} must be an int or a tensor of shape (B,), got shape {tuple(t.shape)}")
-    else:
-        raise TypeError(f"{name} must be an int or an integer tensor, got {type(t).__name__}")
-    if t.numel() == 0:
-        raise ValueError(f"{name} must hold at least one timestep")
-    t = t.reshape(-1).to(device="cpu", dtype=torch.int64)
-    low = -1 if allow_clean else 0
-    if t.min() < low or t.max() >= T:
-        clean = " (-1: clean data)" if allow_clean else ""
-        raise ValueError(f"{name} must lie in {low}..{T - 1}{clean} (0-based, T={T}); got values from "
-                         f"{t.min().item()} to {t.max().item()}")
-    if batch is not None and t.numel() not in (1, batch):
-        raise ValueError(f"{name} must hold 1 or {batch} timesteps (one per batch item), got {t.numel()}")
-    return t
 
 
 def require_labels(y, num_classes: int | None = None, batch: int | None = None):

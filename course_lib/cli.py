@@ -32,6 +32,7 @@ LONG_RUN = 2e8   # pixel-channel-records in a procedural run worth a progress ba
 
 
 def build_notebooks(args: argparse.Namespace) -> int:
+    """``build-notebooks``: write notebooks/ from solutions/ (optionally executing solutions first), or --check."""
     from .authoring import AuthoringError, build, execute_solutions
 
     try:
@@ -78,6 +79,7 @@ def _csv_bytes(records: list, columns) -> bytes:
 
 
 def procedural_demo(args: argparse.Namespace) -> int:
+    """``procedural``: run the procedural demo and write final.png, steps.png and stats.csv to --out."""
     from . import procedural
 
     try:  # everything is checked before anything is created
@@ -128,6 +130,7 @@ def _load_dataset(spec: str, image_size: int, channels: int):
 
 
 def train_command(args: argparse.Namespace) -> int:
+    """``train``: build the TrainConfig from the options and train, writing --out (and --export)."""
     from .config import TrainConfig, UNetConfig
     from .training import train
 
@@ -178,6 +181,7 @@ def _sampling_model(model, label, guidance, n):
 
 
 def sample_command(args: argparse.Namespace) -> int:
+    """``sample``: draw --n samples from a checkpoint and write them as .npy or a .png grid."""
     import numpy as np
     import torch
 

@@ -108,8 +108,8 @@ class NoiseSchedule:
 
 def timestep_tensor(t, like: torch.Tensor) -> torch.Tensor:
     """The one timestep helper: ``t`` (an int, or an integer tensor of 1 or B timesteps) as int64 (B,) on like's
-    device, B = like.shape[0]; a single timestep is repeated for the whole batch. No range checks (see
-    ``_validate.require_timesteps`` at the edges)."""
+    device, B = like.shape[0]; a single timestep is repeated for the whole batch. No range checks: the
+    samplers' plans and the training loop only make valid timesteps."""
     return torch.as_tensor(t, dtype=torch.int64, device=like.device).reshape(-1).expand(like.shape[0])
 
 

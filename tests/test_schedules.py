@@ -3,7 +3,6 @@ import math
 import pytest
 import torch
 
-from course_lib._validate import require_timesteps
 from course_lib.schedules import NoiseSchedule, cosine_betas, gather, linear_betas, timestep_tensor
 
 
@@ -84,17 +83,3 @@ def test_timestep_tensor_gives_one_int64_timestep_per_batch_item():
         steps = timestep_tensor(t, x)
         assert steps.dtype == torch.int64 and steps.tolist() == [4, 4, 4]
     assert timestep_tensor(torch.tensor([1, 2, 3], dtype=torch.int32), x).tolist() == [1, 2, 3]
-
-
-@pytest.mark.parametrize("t, error, message", [
-    (10, ValueError, r"0\.\.9"),
-    (-1, ValueError, r"0\.\.9"),
-    (-2, ValueError, r"-1\.\.9 \(-1: clean data\)"),
-    (torch.tensor([0.5]), TypeError, "integer"),
-    (torch.zeros(2, 2, dtype=torch.int64), ValueError, r"shape \(B,\)"),
-    ("3", TypeError, "int or an integer tensor"),
-    (torch.tensor([1, 2]), ValueError, "1 or 3 timesteps"),
-])
-def test_bad_timesteps(t, error, message):
-    with pytest.raises(error, match=message):
-        require_timesteps(t, T=10, batch=3, allow_clean=isinstance(t, int) and t == -2)
