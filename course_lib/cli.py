@@ -1,7 +1,8 @@
 """The command line's commands; ``__main__.py`` parses the arguments and calls one of these.
 
-Each command checks what it was given before starting (paths here, settings by the configs), prints errors as one line on
-stderr and returns the exit status: 0 done, 1 runtime failure, 2 usage error."""
+Each command checks what it was given before starting (paths here, settings by the configs), prints errors
+as one line on stderr and returns the exit status: 0 done, 1 runtime failure, 2 usage error.
+"""
 from __future__ import annotations
 
 import argparse
