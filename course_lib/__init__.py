@@ -11,10 +11,10 @@ __version__ = "0.1.0"
 PUBLIC = {
     "schedules": ("linear_betas", "cosine_betas", "NoiseSchedule", "gather", "timestep_tensor"),
     "forward": ("q_sample", "q_posterior", "x0_from_eps", "eps_from_x0", "v_from_x0_eps", "x0_from_v", "eps_from_v",
-                "score_from_eps", "eps_from_score", "model_eps"),
+                "score_from_eps", "eps_from_score", "model_eps", "q_sample_stats"),
     "toy": ("GaussianMixture", "optimal_denoiser"),
     "procedural": ("generate", "make_pattern", "make_noise", "ease", "progress_of", "noise_scale", "step_noise",
-                   "blend_step", "steps_strip", "EASINGS", "NOISE_SCHEDULES", "STAT_KEYS"),
+                   "blend_step", "steps_strip", "image_stats", "normalise", "EASINGS", "NOISE_SCHEDULES", "STAT_KEYS"),
     "data": ("load_digits", "load_image_folder", "image_folder", "ImageDataset", "data_loader",
              "iterate_batches"),
     "mnist": ("load_mnist", "load_idx", "read_idx"),
