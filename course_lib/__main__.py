@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli import (DATASET_HELP, DEFAULT_DDIM_STEPS, ROOT, TRAIN_OPTIONS, build_notebooks, procedural_demo,
+from .cli import (DATASET_HELP, DEFAULT_DDIM_STEPS, TRAIN_OPTIONS, build_notebooks, procedural_demo,
                   sample_command, train_command)
 
 
@@ -22,8 +22,10 @@ def make_parser() -> argparse.ArgumentParser:
     build.add_argument("--execute", nargs="*", metavar="NAME",
                        help="first run the solution notebooks (all, or those whose names start with NAME) "
                             "and store their outputs")
-    build.add_argument("--solutions", type=Path, default=ROOT / "solutions", help="default: %(default)s")
-    build.add_argument("--notebooks", type=Path, default=ROOT / "notebooks", help="default: %(default)s")
+    build.add_argument("--solutions", type=Path, default=Path("solutions"),
+                       help="default: solutions/ in the current folder")
+    build.add_argument("--notebooks", type=Path, default=Path("notebooks"),
+                       help="default: notebooks/ in the current folder")
     build.set_defaults(run=build_notebooks)
 
     from .config import TrainConfig, UNetConfig, default

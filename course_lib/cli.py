@@ -11,7 +11,6 @@ import io
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DDIM_STEPS = 50
 # TrainConfig fields the train command sets from its options (type, help); defaults come from TrainConfig.
 TRAIN_OPTIONS = {
@@ -33,24 +32,32 @@ LONG_RUN = 2e8   # pixel-channel-records in a procedural run worth a progress ba
 
 
 def build_notebooks(args: argparse.Namespace) -> int:
-    """``build-notebooks``: write notebooks/ from solutions/ (optionally executing solutions first), or --check."""
-    from .authoring import AuthoringError, build, execute_solutions
-
+    """``build-notebooks``: refresh solutions' grading metadata and write notebooks/ (optionally executing
+    solutions first), or --check."""
+    if not args.solutions.is_dir():
+        print(f"error: no folder {args.solutions.resolve()}: run this in the course's folder or pass --solutions",
+              file=sys.stderr)
+        return 2
+    try:
+        from .authoring import AuthoringError, build, execute_solutions
+    except ImportError as error:
+        print(f"error: build-notebooks needs {error.name}: pip install 'course_lib[instructor]'", file=sys.stderr)
+        return 1
     try:
         if args.execute is not None:
             execute_solutions(args.solutions, args.execute)
-        differing = build(args.solutions, args.notebooks, check=args.check)
+        changed = build(args.solutions, args.notebooks, check=args.check)
     except AuthoringError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.check:
-        if differing:
-            print("notebooks/ is out of date with solutions/; run `python -m course_lib build-notebooks`:\n  "
-                  + "\n  ".join(differing), file=sys.stderr)
+        if changed:
+            print("notebooks/ or the solutions' grading metadata is out of date; run `python -m course_lib "
+                  "build-notebooks`:\n  " + "\n  ".join(map(str, changed)), file=sys.stderr)
             return 1
-        print("notebooks/ matches solutions/")
+        print("notebooks/ matches solutions/ and every solution carries its grading metadata")
         return 0
-    print("\n".join(f"wrote {args.notebooks / name}" for name in differing) or "notebooks/ already up to date")
+    print("\n".join(f"wrote {path}" for path in changed) or "notebooks/ already up to date")
     return 0
 
 

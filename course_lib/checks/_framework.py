@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
 import signal
 import threading
 import time
@@ -222,7 +223,26 @@ def _matching_mistake(result, case: Case, exercise: Exercise) -> Mistake | None:
     return None
 
 
+# --- grading hook (helper `tooling`, issue 15) ---------------------------------------------------
+# nbgrader sets NBGRADER_EXECUTION ("autograde" or "validate") in the environment of the kernel that
+# runs a notebook it grades. There a failing check raises after printing its message, so the check
+# cell, an autograded test cell, scores zero; everywhere else check never raises.
+GRADING_VARIABLE = "NBGRADER_EXECUTION"
+
+
 def check(exercise_id: str, fn: Callable) -> bool:
+    """Run ``fn`` on every case of the exercise; print ✅ or ❌ with a hint; return whether it passed.
+
+    Under nbgrader's execution (``NBGRADER_EXECUTION`` set) a failed check raises AssertionError.
+    """
+    passed = _check(exercise_id, fn)
+    if not passed and os.environ.get(GRADING_VARIABLE):
+        raise AssertionError(f"exercise {exercise_id} did not pass its check (message above)")
+    return passed
+# --- end of grading hook ----------------------------------------------------------------------------
+
+
+def _check(exercise_id: str, fn: Callable) -> bool:
     """Run ``fn`` on every case of the exercise; print ✅ or ❌ with a hint; return whether it passed."""
     exercise = EXERCISES.get(exercise_id)
     if exercise is None:
