@@ -1,0 +1,39 @@
+"""nbgrader support: a kernel client that waits for messages in short slices.
+
+Seen with nbgrader 0.9.6: in about one autograde run in five, execution sat idle for the whole
+per-cell timeout after notebook 02's ``interact`` cell, then went on without an error. nbclient
+waits for a cell's reply with one ``socket.poll(timeout)`` on jupyter_client's asyncio channel; a
+ZeroMQ socket signals new messages through an edge-triggered file descriptor, so a wakeup that
+is missed leaves the message unread until the poll times out. Polling in slices of
+``POLL_SLICE`` seconds asks the socket again each time, so such a message is read at the next
+slice. nbgrader_config.py installs this client with
+``c.AsyncKernelManager.client_class = "course_lib.grading.SlicedPollingKernelClient"``.
+"""
+from __future__ import annotations
+
+import time
+from queue import Empty
+
+from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.channels import AsyncZMQSocketChannel
+from traitlets import Type
+
+POLL_SLICE = 1.0   # seconds
+
+
+class SlicedPollingChannel(AsyncZMQSocketChannel):
+    async def get_msg(self, timeout: float | None = None) -> dict:
+        """The next message, waiting at most ``timeout`` seconds (forever when None), polling in slices."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = POLL_SLICE if deadline is None else max(0.0, min(POLL_SLICE, deadline - time.monotonic()))
+            if await self.socket.poll(int(wait * 1000)):
+                return await self._recv()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise Empty
+
+
+class SlicedPollingKernelClient(AsyncKernelClient):
+    shell_channel_class = Type(SlicedPollingChannel)
+    iopub_channel_class = Type(SlicedPollingChannel)
+    control_channel_class = Type(SlicedPollingChannel)

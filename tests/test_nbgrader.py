@@ -1,0 +1,210 @@
+"""Grading with nbgrader, for real: generate the assignment, autograde submissions, read the marks.
+
+One temporary course directory per grading process (each has its own gradebook), the two run in
+parallel: `alice` submits the solution notebooks plus a copy of one with a wrong answer pasted
+into one exercise (`carol`), `bob` submits the untouched student copies from notebooks/.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+nbgrader = pytest.importorskip("nbgrader", reason="nbgrader is the instructor extra: pip install '.[instructor]'")
+from nbgrader.api import Gradebook  # noqa: E402
+from nbgrader.preprocessors import Execute  # noqa: E402
+from traitlets.config import PyFileConfigLoader  # noqa: E402
+
+from course_lib.authoring import CODE_BEGIN, CODE_END, solution_regions  # noqa: E402
+from course_lib.grading import POLL_SLICE, SlicedPollingChannel, SlicedPollingKernelClient  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSIGNMENT = "solutions"
+NOTEBOOKS = sorted(path.name for path in (ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+WRONG_NOTEBOOK = "01_forward_process.ipynb"    # carol's: the first exercise gets a wrong answer
+WRONG_ANSWER = "return None  # a wrong answer"
+GRADING_SECONDS = 400     # whole autograde run of one course directory; a hang fails here, not CI's limit
+CELL_SECONDS = 120        # per cell, overriding the course's generous 300 s
+
+
+def nbgrader_command(*args: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    # nbgrader runs `alembic` by name: the environment's scripts folder must be on PATH.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "OMP_NUM_THREADS": "1"}   # two graders share the machine's cores
+    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def make_course(path: Path) -> Path:
+    path.mkdir()
+    shutil.copytree(ROOT / "solutions", path / ASSIGNMENT)
+    shutil.copy(ROOT / "nbgrader_config.py", path / "nbgrader_config.py")
+    result = nbgrader_command("generate_assignment", ASSIGNMENT, cwd=path, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return path
+
+
+def submit(course: Path, student: str, notebooks: dict[str, nbformat.NotebookNode]) -> None:
+    folder = course / "submitted" / student / ASSIGNMENT
+    folder.mkdir(parents=True)
+    for name, notebook in notebooks.items():
+        nbformat.write(notebook, folder / name)
+
+
+def with_wrong_first_exercise(solution: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, str]:
+    """The notebook with the first exercise's solution region replaced by a wrong answer, and that exercise's grade id."""
+    notebook = nbformat.from_dict(solution)
+    cell = next(cell for cell in notebook.cells if cell.cell_type == "code"
+                and solution_regions(cell.source, CODE_BEGIN, CODE_END))
+    lines = cell.source.splitlines()
+    first, last = solution_regions(cell.source, CODE_BEGIN, CODE_END)[0]
+    indent = lines[first][: len(lines[first]) - len(lines[first].lstrip())]
+    cell.source = "\n".join(lines[:first] + [indent + WRONG_ANSWER] + lines[last + 1:])
+    return notebook, cell.metadata["nbgrader"]["grade_id"].replace("answer_", "check_", 1)
+
+
+def autograded_scores(course: Path) -> dict:
+    """student -> notebook -> grade id -> (score, max score), for the autograded test cells."""
+    scores = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        for submission in gradebook.assignment_submissions(ASSIGNMENT):
+            for notebook in submission.notebooks:
+                scores.setdefault(submission.student.id, {})[notebook.name + ".ipynb"] = {
+                    grade.name: (grade.auto_score, grade.max_score)
+                    for grade in notebook.grades if grade.cell.cell_type == "code"}
+    return scores
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    base = tmp_path_factory.mktemp("nbgrader")
+    with_solutions, with_student_copies = make_course(base / "a"), make_course(base / "b")
+    solutions = {name: nbformat.read(ROOT / "solutions" / name, as_version=4) for name in NOTEBOOKS}
+    carol, wrong_id = with_wrong_first_exercise(solutions[WRONG_NOTEBOOK])
+    submit(with_solutions, "alice", solutions)
+    submit(with_solutions, "carol", {WRONG_NOTEBOOK: carol})
+    submit(with_student_copies, "bob", {name: nbformat.read(ROOT / "notebooks" / name, as_version=4)
+                                        for name in NOTEBOOKS})
+    start, cpu_before = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "OMP_NUM_THREADS": "1"}
+    graders = [subprocess.Popen([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT,
+                                 f"--Execute.timeout={CELL_SECONDS}"], cwd=course, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for course in (with_solutions, with_student_copies)]
+    logs = []
+    try:
+        for grader in graders:
+            logs.append(grader.communicate(timeout=max(1.0, GRADING_SECONDS - (time.monotonic() - start)))[0])
+    finally:
+        for grader in graders:
+            grader.kill()
+    for grader, log in zip(graders, logs):
+        assert grader.returncode == 0, log
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = sum(getattr(cpu_after, f) - getattr(cpu_before, f) for f in ("ru_utime", "ru_stime"))
+    return {"scores": {**autograded_scores(with_solutions), **autograded_scores(with_student_copies)},
+            "courses": (with_solutions, with_student_copies), "wrong_id": wrong_id, "logs": logs,
+            "seconds": time.monotonic() - start, "cpu_seconds": cpu}
+
+
+def code_sources(path: Path) -> list[str]:
+    return [cell.source for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"]
+
+
+def test_nbgrader_generate_assignment_makes_the_course_student_copies(graded):
+    course = graded["courses"][0]
+    for name in NOTEBOOKS:
+        assert code_sources(course / "release" / ASSIGNMENT / name) == code_sources(ROOT / "notebooks" / name), name
+
+
+def test_nbgrader_autograde_gives_solutions_full_marks(graded):
+    alice = graded["scores"]["alice"]
+    assert sorted(alice) == NOTEBOOKS
+    for name, grades in alice.items():
+        assert grades, f"{name} has no autograded test cell"
+        assert {grade_id: score for grade_id, score in grades.items() if score[0] != score[1]} == {}, name
+
+
+def test_nbgrader_autograde_gives_untouched_student_copies_zero(graded):
+    bob = graded["scores"]["bob"]
+    assert sorted(bob) == NOTEBOOKS
+    for name, grades in bob.items():
+        assert grades and all(score == 0 for score, _ in grades.values()), f"{name}: {grades}"
+
+
+def test_nbgrader_wrong_answer_loses_exactly_that_exercises_points(graded):
+    alice, carol = graded["scores"]["alice"][WRONG_NOTEBOOK], graded["scores"]["carol"][WRONG_NOTEBOOK]
+    lost = {grade_id: (alice[grade_id][0], score) for grade_id, (score, _) in carol.items()
+            if score != alice[grade_id][0]}
+    wrong_id = graded["wrong_id"]
+    assert lost == {wrong_id: (alice[wrong_id][1], 0)}
+
+
+def test_nbgrader_executes_every_notebook_to_the_end_without_timeouts(graded):
+    for course in graded["courses"]:
+        for path in sorted((course / "autograded").glob(f"*/{ASSIGNMENT}/*.ipynb")):
+            cells = [cell for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code"]
+            assert all(cell.execution_count for cell in cells), f"{path}: not every cell ran"
+            errors = [(cell.metadata.get("nbgrader", {}).get("grade_id"), output.ename)
+                      for cell in cells for output in cell.outputs if output.output_type == "error"]
+            # Only a graded check cell may fail, and only with the AssertionError of a failed check.
+            assert all(grade_id and grade_id.startswith("check_") and ename == "AssertionError"
+                       for grade_id, ename in errors), f"{path}: {errors}"
+    assert not any("Timeout" in log for log in graded["logs"])
+    print(f"nbgrader: two autograde runs in parallel took {graded['seconds']:.0f} s "
+          f"({graded['cpu_seconds']:.0f} s of CPU in the graders and their kernels)")
+
+
+def test_nbgrader_config_installs_the_sliced_polling_client():
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
+    manager = Execute(config=config, kernel_name="python3").create_kernel_manager()
+    assert manager.client_factory is SlicedPollingKernelClient
+    assert config.ClearSolutions.code_stub["python"].startswith("raise NotImplementedError(")
+
+
+def test_sliced_polling_reads_a_message_whose_wakeup_was_missed(monkeypatch):
+    """A first poll that misses a ready message costs one slice, not the caller's whole timeout."""
+    import zmq
+    import zmq.asyncio
+    from jupyter_client.session import Session
+
+    async def scenario():
+        context = zmq.asyncio.Context()
+        receiver, sender = context.socket(zmq.PAIR), context.socket(zmq.PAIR)
+        port = receiver.bind_to_random_port("tcp://127.0.0.1")
+        sender.connect(f"tcp://127.0.0.1:{port}")
+        session = Session()
+        channel = SlicedPollingChannel(receiver, session)
+        polls, real_poll = [], receiver.poll
+
+        async def first_poll_misses(timeout=None, flags=zmq.POLLIN):
+            polls.append(timeout)
+            return 0 if len(polls) == 1 else await real_poll(timeout, flags)
+
+        monkeypatch.setattr(receiver, "poll", first_poll_misses)
+        session.send(sender, "execute_reply", {"status": "ok"})
+        start = time.monotonic()
+        message = await channel.get_msg(timeout=30)
+        elapsed = time.monotonic() - start
+        try:
+            with pytest.raises(Exception) as empty:
+                await channel.get_msg(timeout=0.2)
+        finally:
+            receiver.close(0)
+            sender.close(0)
+            context.term()
+        return message, elapsed, polls, empty
+
+    message, elapsed, polls, empty = asyncio.run(scenario())
+    assert message["content"] == {"status": "ok"}
+    assert polls[:2] == [int(POLL_SLICE * 1000)] * 2 and elapsed < 5
+    assert empty.type.__name__ == "Empty"
