@@ -3,15 +3,20 @@
 
     python3 course.py lab     # create .venv (first time), install, open JupyterLab on the course
     python3 course.py test    # create .venv (first time), install, run every test
+    python3 course.py lock    # maintainers: re-resolve constraints.txt, the lock of every dependency
 
 Uses only the standard library, so it works on a fresh Python >= 3.10 with pip, on Linux, macOS
-and Windows. The install is redone only when pyproject.toml or constraints.txt change.
-Extra arguments go to the tool: `python3 course.py test -k schedules`, `python3 course.py lab --port 9999`.
+and Windows. Installs use the lock constraints.txt; each command installs the extras it needs
+(lab: JupyterLab; test: also pytest, nbval and nbgrader), again only when pyproject.toml or the
+lock change. Extra arguments go to the tool: `python3 course.py test -k schedules`,
+`python3 course.py lab --port 9999`.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import subprocess
 import sys
 import venv
@@ -19,9 +24,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
-STAMP = VENV / "course-install.sha256"
-INSTALL_INPUTS = ("pyproject.toml", "constraints.txt")
+STAMP = VENV / "course-install.json"
+LOCK = "constraints.txt"
+INSTALL_INPUTS = ("pyproject.toml", LOCK)
+EXTRAS = {"lab": ("lab",), "test": ("lab", "test", "instructor")}
+LOCKED_EXTRAS = ("lab", "test", "instructor")
+# The CPU build lies in pip's find-links on the course's machines; any other version may pull a
+# multi-GB CUDA build. The lock records it as torch==2.13.0, which the CPU build (2.13.0+cpu) satisfies.
+TORCH_PIN = "torch==2.13.0"
+PIP_TOOLS = "pip-tools==7.6.2"
 FIRST_NOTEBOOK = "notebooks/01_forward_process.ipynb"
+# JupyterLab settings shipped with the course: news and update checks off, so no "get notified about
+# Jupyter news?" toast covers the notebook. LabApp.app_settings_dir is where JupyterLab reads
+# overrides.json; pointing it here changes nothing in the user's own settings.
+LAB_SETTINGS = ROOT / "jupyterlab-settings"
+LAB_OPTIONS = (f"--LabApp.app_settings_dir={LAB_SETTINGS}", "--LabApp.news_url=None",
+               "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate")
 
 
 def venv_python() -> Path:
@@ -36,35 +54,77 @@ def install_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def ensure_installed() -> Path:
+def installed_state() -> dict:
+    try:
+        return json.loads(STAMP.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def ensure_venv() -> Path:
     if sys.version_info < (3, 10):
         sys.exit(f"course.py: Python >= 3.10 is required, this is {sys.version.split()[0]}")
     python = venv_python()
     if not python.exists():
         print(f"course.py: creating the virtual environment {VENV}", flush=True)
         venv.create(VENV, with_pip=True)
-    fingerprint = install_fingerprint()
-    if STAMP.exists() and STAMP.read_text().strip() == fingerprint:
-        return python
-    print("course.py: installing course_lib and its tested dependencies (first run takes a few minutes)",
-          flush=True)
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet",
-                    "-c", str(ROOT / "constraints.txt"), "-e", f"{ROOT}[dev]"], check=True)
-    STAMP.write_text(fingerprint + "\n")
     return python
 
 
+def ensure_installed(extras: tuple[str, ...]) -> Path:
+    """Install course_lib (editable) with ``extras`` from the lock, unless that is already done."""
+    python = ensure_venv()
+    fingerprint, state = install_fingerprint(), installed_state()
+    if state.get("fingerprint") == fingerprint:
+        if set(extras) <= set(state.get("extras", ())):
+            return python
+        extras = tuple(sorted(set(extras) | set(state["extras"])))
+    print(f"course.py: installing course_lib[{','.join(extras)}] from the lock {LOCK} "
+          "(first run takes a few minutes)", flush=True)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-c", str(ROOT / LOCK),
+                    "-e", f"{ROOT}[{','.join(extras)}]"], check=True)
+    STAMP.write_text(json.dumps({"fingerprint": fingerprint, "extras": sorted(extras)}) + "\n")
+    return python
+
+
+def lock() -> int:
+    """Re-resolve the lock from pyproject.toml's dependencies and extras (pip-tools, pip's own resolver)."""
+    python = ensure_venv()
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", PIP_TOOLS], check=True)
+    pins = VENV / "lock-pins.txt"
+    pins.write_text(TORCH_PIN + "\n")
+    environment = {**os.environ, "CUSTOM_COMPILE_COMMAND": "python3 course.py lock"}
+    subprocess.run([str(python), "-m", "piptools", "compile", "--quiet", "--upgrade", "--newline", "LF", "--strip-extras", "--allow-unsafe",
+                    "--no-emit-index-url", "--no-emit-find-links",
+                    *[f"--extra={extra}" for extra in LOCKED_EXTRAS], "--constraint", str(pins),
+                    "--output-file", LOCK, "pyproject.toml"], cwd=ROOT, env=environment, check=True)
+    text = (ROOT / LOCK).read_text()
+    # The local CPU build's version label would make the lock uninstallable where that file is absent.
+    text = re.sub(r"^torch==[^\s]+", TORCH_PIN, text, flags=re.MULTILINE)
+    text = text.replace(f"-c {pins}", "course.py's TORCH_PIN")
+    (ROOT / LOCK).write_text(text)
+    print(f"course.py: wrote {LOCK} ({len(text.splitlines())} lines)")
+    return 0
+
+
+def lab_command(python: Path, extra: list[str]) -> list[str]:
+    args = [str(python), "-m", "jupyterlab", f"--ServerApp.root_dir={ROOT}", *LAB_OPTIONS, FIRST_NOTEBOOK, *extra]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # Containers often run as root, where JupyterLab refuses to start without this flag.
+        args.append("--allow-root")
+    return args
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("lab", "test"):
+    if not argv or argv[0] not in ("lab", "test", "lock"):
         print(__doc__)
         return 2
     command, extra = argv[0], argv[1:]
-    python = ensure_installed()
+    if command == "lock":
+        return lock()
+    python = ensure_installed(EXTRAS[command])
     if command == "lab":
-        args = [str(python), "-m", "jupyterlab", f"--ServerApp.root_dir={ROOT}", FIRST_NOTEBOOK, *extra]
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            # Containers often run as root, where JupyterLab refuses to start without this flag.
-            args.append("--allow-root")
+        args = lab_command(python, extra)
     else:
         args = [str(python), "-m", "pytest", *extra]
     return subprocess.run(args, cwd=ROOT).returncode

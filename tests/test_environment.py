@@ -1,7 +1,17 @@
-"""The set-up files agree: pyproject, constraints.txt, environment.yml, README and CI."""
+"""The set-up files agree: pyproject, the lock constraints.txt, environment.yml, course.py, README and CI."""
+import importlib.metadata
 import re
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from pip._internal.exceptions import RequirementsFileParseError
+from pip._internal.network.session import PipSession
+from pip._internal.req.req_file import parse_requirements
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -9,17 +19,22 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import course  # noqa: E402  (course.py at the repository's root)
+
 CONDA_NAMES = {"pytorch": "torch"}
+# environment.yml's pip section as it was when `conda env create` failed on it (issue 15).
+REJECTED_PIP_SECTION = "--no-deps\n-e .\n"
 
 
-def requirement_name(requirement: str) -> str:
-    return re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].strip().lower()
+def pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
-def pyproject_dependencies() -> set[str]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+def pyproject_requirements() -> list[Requirement]:
+    project = pyproject()
     every = project["dependencies"] + [d for extra in project["optional-dependencies"].values() for d in extra]
-    return {requirement_name(d) for d in every}
+    return [Requirement(d) for d in every]
 
 
 def conda_dependencies() -> dict[str, str]:
@@ -29,29 +44,127 @@ def conda_dependencies() -> dict[str, str]:
     for line in text[text.index("\ndependencies:"):].splitlines():
         match = re.fullmatch(r"  - ([A-Za-z0-9_.-]+)(?:=([^\s#]+))?\s*", line)
         if match and match.group(1) not in ("python", "pip"):
-            found[CONDA_NAMES.get(match.group(1), match.group(1)).lower()] = match.group(2)
+            found[canonicalize_name(CONDA_NAMES.get(match.group(1), match.group(1)))] = match.group(2)
     return found
 
 
-def constraints() -> dict[str, str]:
+def conda_pip_section() -> str:
+    text = (ROOT / "environment.yml").read_text()
+    section = text[text.index("  - pip:\n") + len("  - pip:\n"):]
+    return "".join(line.strip()[2:] + "\n" for line in section.splitlines() if line.strip().startswith("- "))
+
+
+def lock_pins() -> dict[str, str]:
     pins = {}
-    for line in (ROOT / "constraints.txt").read_text().splitlines():
+    for line in (ROOT / course.LOCK).read_text().splitlines():
         line = line.split("#")[0].strip()
         if line:
             name, version = line.split("==")
-            pins[name.strip().lower()] = version.strip()
+            pins[canonicalize_name(name)] = version.strip()
     return pins
 
 
+def pip_requirement_file_errors(text: str, tmp_path: Path) -> list[str]:
+    """What pip's own requirements-file parser rejects in ``text`` (empty when pip accepts every line)."""
+    path = tmp_path / "requirements.txt"
+    path.write_text(text)
+    try:
+        list(parse_requirements(str(path), session=PipSession()))
+    except RequirementsFileParseError as error:
+        return [str(error)]
+    return []
+
+
 def test_environment_yml_lists_the_pyproject_dependencies():
-    assert set(conda_dependencies()) == pyproject_dependencies()
+    assert set(conda_dependencies()) == {canonicalize_name(r.name) for r in pyproject_requirements()}
 
 
-def test_every_dependency_is_pinned_in_constraints_and_conda_agrees():
-    pins = constraints()
-    assert pyproject_dependencies() <= set(pins)
+def test_pip_accepts_every_line_of_the_conda_pip_section(tmp_path, capsys):
+    assert conda_pip_section().strip(), "environment.yml must install course_lib itself through pip"
+    assert pip_requirement_file_errors(conda_pip_section(), tmp_path) == []
+    assert pip_requirement_file_errors(REJECTED_PIP_SECTION, tmp_path), "pip rejects --no-deps in a requirements file"
+
+
+def test_every_dependency_is_locked_and_conda_pins_agree():
+    pins = lock_pins()
+    applying = [r for r in pyproject_requirements() if r.marker is None or r.marker.evaluate()]
+    assert {canonicalize_name(r.name) for r in applying} <= set(pins)
+    assert all(r.specifier.contains(pins[canonicalize_name(r.name)], prereleases=True) for r in applying)
     assert pins["torch"] == "2.13.0", "torch must stay pinned to the local CPU build"
     assert conda_dependencies() == {name: pins[name] for name in conda_dependencies()}
+
+
+def test_the_lock_covers_every_installed_transitive_dependency():
+    """Walk the installed requirements of course_lib[lab,test,instructor]: each must be pinned, to the installed version."""
+    pins, missing, differing = lock_pins(), [], []
+    pending, seen = [Requirement(f"course_lib[{','.join(course.LOCKED_EXTRAS)}]")], set()
+    while pending:
+        requirement = pending.pop()
+        name = canonicalize_name(requirement.name)
+        if (name, tuple(sorted(requirement.extras))) in seen:
+            continue
+        seen.add((name, tuple(sorted(requirement.extras))))
+        try:
+            distribution = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(name)
+            continue
+        if name != "course-lib":
+            if name not in pins:
+                missing.append(name)
+            elif Requirement(f"x=={pins[name]}").specifier != Requirement(f"x=={distribution.version}").specifier \
+                    and not distribution.version.startswith(pins[name] + "+"):
+                differing.append(f"{name} {distribution.version} (lock: {pins[name]})")
+        for text in distribution.requires or []:
+            dependency = Requirement(text)
+            if dependency.marker is None or any(dependency.marker.evaluate({"extra": extra})
+                                                for extra in requirement.extras or {""}):
+                pending.append(dependency)
+    assert not missing, f"installed dependencies absent from {course.LOCK}: {sorted(set(missing))}"
+    assert not differing, f"installed versions differ from {course.LOCK}: {differing}"
+
+
+def test_lock_names_its_refresh_command():
+    assert "python3 course.py lock" in (ROOT / course.LOCK).read_text().split("\n\n")[0]
+    assert "python3 course.py lock" in (ROOT / "README.md").read_text()
+
+
+def test_course_py_installs_each_commands_extras_from_the_lock(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(course, "STAMP", tmp_path / "stamp.json")
+    monkeypatch.setattr(course, "ensure_venv", lambda: Path(sys.executable))
+    monkeypatch.setattr(course.subprocess, "run", lambda args, **kwargs: calls.append(args))
+    course.ensure_installed(course.EXTRAS["lab"])
+    course.ensure_installed(course.EXTRAS["lab"])          # nothing new to install: no second call
+    course.ensure_installed(course.EXTRAS["test"])
+    assert len(calls) == 2
+    for args, extras in zip(calls, ("lab", "instructor,lab,test")):
+        assert args[args.index("-c") + 1] == str(ROOT / course.LOCK)
+        assert args[-2:] == ["-e", f"{ROOT}[{extras}]"]
+    assert set(course.EXTRAS["test"]) == set(course.LOCKED_EXTRAS)
+
+
+def test_the_library_imports_without_jupyter_or_the_test_tools():
+    """`pip install .` brings only the runtime dependencies: no course_lib module outside authoring may need more."""
+    blocked = ["jupyterlab", "jupyter_server", "ipywidgets", "IPython", "ipykernel", "nbformat", "nbclient",
+               "nbgrader", "pytest", "nbval"]
+    script = textwrap.dedent(f"""
+        import importlib, pkgutil, sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {blocked!r}:
+                    raise ImportError(f"blocked: {{name}}", name=name)
+        sys.meta_path.insert(0, Block())
+        import course_lib
+        for module in pkgutil.walk_packages(course_lib.__path__, "course_lib."):
+            if module.name not in ("course_lib.authoring", "course_lib.__main__"):
+                importlib.import_module(module.name)
+        from course_lib.__main__ import main
+        assert main(["build-notebooks", "--solutions", "{ROOT / 'solutions'}", "--check"]) == 1
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "build-notebooks needs nbformat: pip install 'course_lib[instructor]'" in result.stderr
 
 
 def test_ci_runs_the_readme_test_command():
