@@ -94,8 +94,10 @@ def lock() -> int:
     pins = VENV / "lock-pins.txt"
     pins.write_text(TORCH_PIN + "\n")
     environment = {**os.environ, "CUSTOM_COMPILE_COMMAND": "python3 course.py lock"}
-    subprocess.run([str(python), "-m", "piptools", "compile", "--quiet", "--upgrade", "--newline", "LF", "--strip-extras", "--allow-unsafe",
-                    "--no-emit-index-url", "--no-emit-find-links",
+    # --allow-unsafe: setuptools too (torch and nbgrader need it at run time); no index or find-links
+    # lines: those are this machine's, not the project's.
+    subprocess.run([str(python), "-m", "piptools", "compile", "--quiet", "--upgrade", "--newline", "LF",
+                    "--strip-extras", "--allow-unsafe", "--no-emit-index-url", "--no-emit-find-links",
                     *[f"--extra={extra}" for extra in LOCKED_EXTRAS], "--constraint", str(pins),
                     "--output-file", LOCK, "pyproject.toml"], cwd=ROOT, env=environment, check=True)
     text = (ROOT / LOCK).read_text()

@@ -31,7 +31,7 @@ ASSIGNMENT = "solutions"
 NOTEBOOKS = sorted(path.name for path in (ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 WRONG_NOTEBOOK = "01_forward_process.ipynb"    # carol's: the first exercise gets a wrong answer
 WRONG_ANSWER = "return None  # a wrong answer"
-GRADING_SECONDS = 400     # whole autograde run of one course directory; a hang fails here, not CI's limit
+GRADING_SECONDS = 900     # whole autograde run of one course directory: a hang fails the test here
 CELL_SECONDS = 120        # per cell, overriding the course's generous 300 s
 
 
