@@ -31,8 +31,8 @@ ASSIGNMENT = "solutions"
 NOTEBOOKS = sorted(path.name for path in (ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 WRONG_NOTEBOOK = "01_forward_process.ipynb"    # carol's: the first exercise gets a wrong answer
 WRONG_ANSWER = "return None  # a wrong answer"
-GRADING_SECONDS = 900     # whole autograde run of one course directory: a hang fails the test here
-CELL_SECONDS = 120        # per cell, overriding the course's generous 300 s
+GRADING_SECONDS = 1800    # whole autograde run of one course directory: a hang fails the test here
+CELL_SECONDS = 600         # per cell, as nbval's --nbval-cell-timeout (a loaded machine needs it for 03's training)
 
 
 def nbgrader_command(*args: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
