@@ -9,8 +9,16 @@ from .cli import (DATASET_HELP, DEFAULT_DDIM_STEPS, TRAIN_OPTIONS, build_noteboo
                   sample_command, train_command)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit 2), naming --help instead of printing the whole usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m course_lib", description="diffusion-course tools")
+    parser = OneLineParser(prog="python -m course_lib", description="diffusion-course tools; errors are one line "
+                           "on stderr (exit 2: usage, 1: runtime); add --debug anywhere for the Python traceback")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     build = commands.add_parser("build-notebooks", help="write notebooks/ (student copies) from solutions/",
@@ -61,6 +69,8 @@ def make_parser() -> argparse.ArgumentParser:
                          help="class-conditional, with label dropout for classifier-free guidance")
     trainer.add_argument("--out", type=Path, required=True, metavar="CKPT", help="checkpoint file (.pt)")
     trainer.add_argument("--resume", action="store_true", help="continue from the checkpoint at --out")
+    trainer.add_argument("--force", action="store_true",
+                         help="start afresh even if --out exists (its checkpoint is replaced at the first save)")
     trainer.add_argument("--export", type=Path, metavar="SMALL_CKPT",
                          help="at the end, also write the EMA weights alone to this .pt file (small, to ship or "
                               "sample from; cannot be resumed)")
@@ -102,9 +112,21 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    argv = [arg for arg in argv if arg != "--debug"]
     args = make_parser().parse_args(argv)
     args.argv = argv
-    return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # the commands report expected failures themselves; this is the last resort
+        if debug:
+            raise
+        text = " ".join(str(error).split()) or "(no message)"
+        print(f"error: {type(error).__name__}: {text} (add --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import sys
 from pathlib import Path
 
@@ -120,6 +121,15 @@ def procedural_demo(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- train and sample
+def _require_writable_directory(option: str, path: Path) -> None:
+    """ValueError naming ``option`` unless ``path``'s folder exists (or can be made) and is writable."""
+    folder = path.resolve().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{option}: cannot write {path}: {folder} is not a writable directory")
+
+
 DATASET_HELP = "digits (built in), mnist:DIR, fashion-mnist:DIR (IDX files already on disk) or folder:DIR (pictures)"
 
 
@@ -147,8 +157,15 @@ def train_command(args: argparse.Namespace) -> int:
             raise ValueError(f"--out must end in .pt, got {args.out}")
         if args.resume and not args.out.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {args.out} to resume from")
+        if args.resume and args.force:
+            raise ValueError("--resume continues the checkpoint at --out and --force replaces it: give one")
+        if args.out.exists() and not (args.resume or args.force):
+            raise ValueError(f"--out {args.out} exists; add --resume to continue it or --force to replace it")
         if args.export is not None and (args.export.suffix != ".pt" or args.export.resolve() == args.out.resolve()):
             raise ValueError(f"--export must be a .pt file other than --out, got {args.export}")
+        for option, path in (("--out", args.out), ("--export", args.export)):
+            if path is not None:
+                _require_writable_directory(option, path)
         dataset = _load_dataset(args.dataset, args.image_size, args.channels)
         if args.conditional and dataset.labels is None:
             raise ValueError(f"--conditional needs labels, and dataset {args.dataset!r} has none "
@@ -202,8 +219,9 @@ def sample_command(args: argparse.Namespace) -> int:
             raise ValueError(f"--out must end in .npy (float32 array) or .png (image grid), got {args.out}")
         if args.n < 1:
             raise ValueError(f"--n must be >= 1, got {args.n}")
-        if args.seed < 0:
-            raise ValueError(f"--seed must be >= 0, got {args.seed}")
+        if not 0 <= args.seed < 2**64:
+            raise ValueError(f"--seed must lie in 0..2**64-1 (what torch.Generator takes), got {args.seed}")
+        _require_writable_directory("--out", args.out)
         model, schedule, info = load_checkpoint(args.checkpoint)
         if args.guidance is not None and args.label is None:
             raise ValueError("--guidance needs --label Y (the class to guide towards)")

@@ -101,7 +101,8 @@ class TrainConfig:
         check.require_choice(self.parameterization, "parameterization", PARAMETERIZATIONS)
         check.require_choice(self.schedule, "schedule", SCHEDULE_NAMES)
         check.require_int(self.T, "T", minimum=1)
-        check.require_int(self.seed, "seed", minimum=0)
+        if not 0 <= check.require_int(self.seed, "seed") < 2**64:
+            raise ValueError(f"seed must lie in 0..2**64-1 (what torch.Generator takes), got {self.seed}")
         check.require_int(self.checkpoint_every, "checkpoint_every", minimum=1)
 
     def make_schedule(self):

@@ -13,6 +13,7 @@ its batches for as many epochs as wanted.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,10 +89,33 @@ def _image_files(directory: Path) -> list[Path]:
                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
 
 
+def max_picture_side(size: int) -> int:
+    """The largest width or height a picture may declare when training at ``size`` pixels (a memory bound:
+    padding to a square costs side**2 pixels)."""
+    return max(6000, 16 * size)
+
+
+def _check_header(path: Path, size: int) -> None:
+    """ValueError naming ``path`` unless its header reads as a picture of a bounded size (nothing is decoded)."""
+    try:
+        with warnings.catch_warnings():    # Pillow's bomb warning: the size is judged below, in one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as picture:
+                width, height = picture.size
+    except (OSError, Image.DecompressionBombError) as error:
+        raise ValueError(f"{path}: not a readable PNG/JPEG image ({error})") from None
+    if max(width, height) > max_picture_side(size):
+        raise ValueError(f"{path}: {width}x{height} pixels is too large to train at {size} pixels (at most "
+                         f"{max_picture_side(size)} a side); shrink it first")
+
+
 def _load_picture(path: Path, size: int, channels: int) -> torch.Tensor:
     """One picture as (C, size, size) in [-1, 1]: transparency composited on white, padded square, resized."""
     try:
         with Image.open(path) as picture:
+            if picture.mode.startswith("I"):   # 16-bit grey PNG (0..65535): convert("RGBA") would clip it to white
+                grey = np.asarray(picture, dtype=np.float64) / 257
+                picture = Image.fromarray(grey.round().clip(0, 255).astype(np.uint8))
             picture = picture.convert("RGBA")
     except (OSError, Image.DecompressionBombError) as error:
         raise ValueError(f"{path}: not a readable PNG/JPEG image ({error})") from None
@@ -149,13 +173,17 @@ def image_folder(directory, size: int = 32, channels: int = 3, split: str = "all
     if not directory.is_dir():
         raise FileNotFoundError(f"no such directory: {directory}")
     loose = _image_files(directory)
-    class_dirs = [d for d in sorted(directory.iterdir()) if d.is_dir() and _image_files(d)]
+    class_dirs = [d for d in sorted(directory.iterdir())
+                  if d.is_dir() and not d.name.startswith(".") and _image_files(d)]   # not .ipynb_checkpoints
     if loose and class_dirs:
         raise ValueError(f"{directory}: holds pictures both directly ({loose[0].name}, ...) and in sub-folders "
                          f"({class_dirs[0].name}/, ...); expected one layout or the other")
     if not loose and not class_dirs:
-        raise ValueError(f"{directory}: no pictures found; expected files ending in {', '.join(IMAGE_EXTENSIONS)}, "
-                         f"directly or in one sub-folder per class")
+        entries = [p.name for p in sorted(directory.iterdir())]
+        found = f"found {len(entries)} other entries ({', '.join(entries[:3])}{', ...' if len(entries) > 3 else ''})" \
+            if entries else "it is empty"
+        raise ValueError(f"{directory}: no pictures found ({found}); expected files ending in "
+                         f"{', '.join(IMAGE_EXTENSIONS)}, directly or in one sub-folder per class")
     if loose:
         files, labels, class_names = loose, None, ()
     else:
@@ -165,6 +193,8 @@ def image_folder(directory, size: int = 32, channels: int = 3, split: str = "all
             files += class_files
             label_list += [index] * len(class_files)
         labels, class_names = torch.tensor(label_list, dtype=torch.int64), tuple(d.name for d in class_dirs)
+    for file in files:   # every header before any work starts (workers would report it late and at length)
+        _check_header(file, size)
     keep = split_indices(len(files), split, seed=seed)
     return ImageFolder(tuple(files[i] for i in keep.tolist()), None if labels is None else labels[keep],
                        class_names, size, channels)

@@ -19,7 +19,9 @@ null class ``num_classes`` meaning "no label".
 """
 from __future__ import annotations
 
+import pickle
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -139,6 +141,19 @@ def _config_of_v1(payload: dict) -> dict:
             "T": payload["schedule"]["T"], "seed": payload["seed"]}
 
 
+def _unreadable_reason(path: Path, error: Exception) -> str:
+    """Why torch.load (weights-only) refused ``path``, in a few words (never torch's advice to unpickle it)."""
+    with open(path, "rb") as file:
+        head = file.read(4)
+    if head != b"PK\x03\x04":
+        return "it is not a PyTorch file (torch.save writes a zip archive)"
+    if not zipfile.is_zipfile(path):
+        return "the file is truncated or damaged (its zip archive is incomplete)"
+    if isinstance(error, pickle.UnpicklingError):
+        return "it holds Python objects other than tensors (a different format); it was not unpickled"
+    return f"the file is damaged ({type(error).__name__})"
+
+
 def read_checkpoint(path, map_location="cpu") -> dict:
     """The checkpoint dict, with ``payload["config"]`` a TrainConfig (v1 files are converted on reading).
 
@@ -149,8 +164,8 @@ def read_checkpoint(path, map_location="cpu") -> dict:
         raise FileNotFoundError(f"no checkpoint file at {path}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises many kinds (pickle, zip, EOF) for a damaged file
-        raise ValueError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
+    except Exception as error:  # torch raises many kinds (pickle, zip, EOF); its own text advises weights_only=False
+        raise ValueError(f"{path}: not a readable course checkpoint: {_unreadable_reason(path, error)}") from None
     if not isinstance(payload, dict) or payload.get("format") not in READABLE_FORMATS:
         raise ValueError(f"{path}: not a diffusion-course checkpoint (expected format {CHECKPOINT_FORMAT!r})")
     config = payload["config"] if payload["format"] == CHECKPOINT_FORMAT else _config_of_v1(payload)
