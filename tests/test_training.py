@@ -150,7 +150,8 @@ def test_resume_refuses_other_settings(digits, tmp_path):
     (dict(batch_size=2.5), TypeError, "batch_size must be an int"),
     (dict(steps=0), ValueError, "steps must be >= 1"),
     (dict(max_seconds=-1.0), ValueError, "max_seconds must be > 0"),
-    (dict(seed=-1), ValueError, "seed must be >= 0"),
+    (dict(seed=-1), ValueError, r"seed must lie in 0\.\.2\*\*64-1"),
+    (dict(seed=2**64), ValueError, r"seed must lie in 0\.\.2\*\*64-1"),
     (dict(unet={"base_channels": 7}), ValueError, "base_channels must be even"),
     (dict(unet="tiny"), TypeError, "unet must be a UNetConfig"),
 ])
