@@ -184,13 +184,18 @@ def test_unexpected_failure_is_one_line_and_debug_shows_the_traceback(monkeypatc
         cli_main.main(argv + ["--debug"])
 
 
-def test_force_starts_afresh_over_an_existing_file(workspace, tmp_path):
+def test_force_starts_afresh_and_resume_refuses_changed_settings(workspace, tmp_path):
     out = tmp_path / "model.pt"
     out.write_bytes(b"old run")
-    status, stderr = _run_in_process(["train", "--out", str(out), "--force", "--steps", "1", "--batch-size", "4",
-                                      "--base-channels", "8", "--channel-mults", "1", "--T", "10"])
+    tiny = ["--batch-size", "4", "--base-channels", "8", "--channel-mults", "1", "--T", "10"]
+    status, stderr = _run_in_process(["train", "--out", str(out), "--force", "--steps", "1", *tiny])
     assert status == 0, stderr
-    assert out.read_bytes() != b"old run"
+    trained = out.read_bytes()
+    assert trained != b"old run"
+    # D3: a resumed run must not silently keep the old learning rate while recording the new one.
+    status, stderr = _run_in_process(["train", "--out", str(out), "--resume", "--steps", "2", "--lr", "0.01", *tiny])
+    assert status == 2 and "lr=0.001" in stderr and "0.01" in stderr and len(stderr.strip().splitlines()) == 1
+    assert out.read_bytes() == trained
 
 
 # ---------------------------------------------------------------- loaders
