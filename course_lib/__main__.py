@@ -74,6 +74,11 @@ def make_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--export", type=Path, metavar="SMALL_CKPT",
                          help="at the end, also write the EMA weights alone to this .pt file (small, to ship or "
                               "sample from; cannot be resumed)")
+    trainer.add_argument("--latent", type=Path, metavar="AE_CKPT",
+                         help="latent diffusion: train on the scaled latents of this autoencoder (made by "
+                              "python -m course_lib.autoencoder); the checkpoint keeps the autoencoder, and "
+                              "`sample` decodes. Use --schedule linear: latents cannot be clamped to [-1, 1] "
+                              "while sampling, and the cosine schedule's tiny last alpha_bar then amplifies errors")
     trainer.add_argument("--image-size", type=int, default=32, help="folder datasets: resize to this; default %(default)s")
     trainer.add_argument("--channels", type=int, choices=[1, 3], default=3, help="folder datasets; default %(default)s")
     trainer.add_argument("--base-channels", type=int, default=default(UNetConfig, "base_channels"),
@@ -103,7 +108,8 @@ def make_parser() -> argparse.ArgumentParser:
                          help="classifier-free guidance scale w (1: plain conditional, 0: unconditional)")
     sampler.add_argument("--no-clip", action="store_true",
                          help="do not clamp each step's x0 estimate to [-1, 1] (clamping keeps DDIM's early, "
-                              "very noisy steps from overshooting)")
+                              "very noisy steps from overshooting; never done for latent-diffusion checkpoints, "
+                              "whose latents are not in [-1, 1])")
     sampler.add_argument("--seed", type=int, default=0, help="default %(default)s")
     sampler.add_argument("--out", type=Path, required=True, metavar="FILE", help="FILE.npy or FILE.png")
     sampler.set_defaults(run=sample_command)

@@ -130,7 +130,7 @@ def _require_writable_directory(option: str, path: Path) -> None:
         raise ValueError(f"{option}: cannot write {path}: {folder} is not a writable directory")
 
 
-DATASET_HELP = "digits (built in), mnist:DIR, fashion-mnist:DIR (IDX files already on disk) or folder:DIR (pictures)"
+DATASET_HELP = "digits (built in), sprites (built in, 32x32 colour), mnist:DIR, fashion-mnist:DIR (IDX files already on disk) or folder:DIR (pictures)"
 
 
 def _load_dataset(spec: str, image_size: int, channels: int):
@@ -140,6 +140,9 @@ def _load_dataset(spec: str, image_size: int, channels: int):
     kind, _, directory = spec.partition(":")
     if kind == "digits" and not directory:
         return data.load_digits("train")
+    if kind == "sprites" and not directory:
+        from .sprites import load_sprites
+        return load_sprites("train")
     if kind in ("mnist", "fashion-mnist") and directory:
         return mnist.load_mnist(directory, "train", fashion=kind == "fashion-mnist")
     if kind == "folder" and directory:
@@ -170,6 +173,16 @@ def train_command(args: argparse.Namespace) -> int:
         if args.conditional and dataset.labels is None:
             raise ValueError(f"--conditional needs labels, and dataset {args.dataset!r} has none "
                              f"(a folder needs one sub-folder per class)")
+        latent = None
+        if args.latent is not None:
+            from . import autoencoder
+
+            ae, scale, _ = autoencoder.load_autoencoder(args.latent)
+            if dataset.image_shape[0] != ae.config["in_channels"]:
+                raise ValueError(f"--latent: {args.latent} encodes {ae.config['in_channels']}-channel pictures, "
+                                 f"dataset {args.dataset!r} has {dataset.image_shape[0]} channels")
+            dataset = autoencoder.latent_dataset(ae, scale, dataset)
+            latent = autoencoder.payload_of(ae, scale)
         unet = UNetConfig(in_channels=dataset.image_shape[0], base_channels=args.base_channels,
                           channel_mults=tuple(args.channel_mults),
                           num_classes=len(dataset.class_names) if args.conditional else None)
@@ -181,7 +194,7 @@ def train_command(args: argparse.Namespace) -> int:
     workers = 2 if args.dataset.startswith("folder:") else 0       # decoding pictures is worth a process
     try:
         result = train(config, dataset, checkpoint=args.out, resume=args.resume, export=args.export,
-                       dataset_name=args.dataset, command=command, num_workers=workers)
+                       dataset_name=args.dataset, command=command, num_workers=workers, latent=latent)
     except (TypeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -249,7 +262,12 @@ def sample_command(args: argparse.Namespace) -> int:
         return 2
     shape = (args.n, *info["dataset"]["image_shape"])
     samples = sample(network, schedule, shape, sampler=args.sampler, steps=steps, eta=args.eta, seed=args.seed,
-                     clip_x0=not args.no_clip, parameterization=info["config"].parameterization).images
+                     clip_x0=not args.no_clip and info["latent"] is None,   # latents are not in [-1, 1]
+                     parameterization=info["config"].parameterization).images
+    if info["latent"] is not None:   # latent diffusion: the samples are latents; decode them to pictures
+        from .autoencoder import decode_latents, from_payload
+
+        samples = decode_latents(*from_payload(info["latent"]), samples)
     images = ((samples.clamp(-1, 1) + 1) / 2).to(torch.float32)          # [-1, 1] -> [0, 1]
     if args.out.suffix == ".npy":
         buffer = io.BytesIO()
@@ -263,5 +281,5 @@ def sample_command(args: argparse.Namespace) -> int:
     except OSError as error:
         print(f"error: cannot write {args.out}: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {args.out}: {args.n} samples of shape {tuple(shape[1:])}")
+    print(f"wrote {args.out}: {args.n} samples of shape {tuple(images.shape[1:])}")
     return 0

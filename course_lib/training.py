@@ -176,13 +176,14 @@ def load_checkpoint(path=DIFFUSION_ASSET, map_location="cpu"):
     """(model with the EMA weights, in eval mode; its NoiseSchedule; info dict) from a checkpoint file.
 
     info holds everything else: config (the TrainConfig), dataset (name, image_shape, class_names), step,
-    loss_history, command and seconds.
+    loss_history, command, seconds, and latent (the autoencoder's payload for latent diffusion, else None).
     """
     payload = read_checkpoint(path, map_location)
     config = payload["config"]
     model = UNet(**asdict(config.unet))
     model.load_state_dict(payload["ema"]["shadow"] if payload.get("ema") else payload["model"])
     info = {key: payload[key] for key in ("config", "dataset", "step", "loss_history", "command", "seconds")}
+    info["latent"] = payload.get("latent")
     return model.to(map_location).eval(), config.make_schedule(), info
 
 
@@ -203,7 +204,7 @@ RESUMABLE_CHANGES = ("steps", "max_seconds", "checkpoint_every")
 
 def train(config: TrainConfig, dataset: ImageDataset, checkpoint=None, resume: bool = False, export=None,
           dataset_name: str = "custom", command: str | None = None, progress: bool = True, device="cpu",
-          num_workers: int = 0) -> TrainResult:
+          num_workers: int = 0, latent: dict | None = None) -> TrainResult:
     """Train ``UNet(config.unet)`` on ``dataset`` with L_simple until config.steps (total) or config.max_seconds
     (this run).
 
@@ -219,6 +220,8 @@ def train(config: TrainConfig, dataset: ImageDataset, checkpoint=None, resume: b
     ``export`` (a path) also gets, at the end, a copy holding only the EMA weights: a small file to ship or
     to sample from, which cannot be resumed. dataset_name and command are recorded in the checkpoint.
     dataset: any of ``data``'s datasets (in memory, or an ``ImageFolder`` read by ``num_workers`` processes).
+    latent: for latent diffusion (the dataset holds scaled autoencoder latents), the autoencoder's payload
+    (``autoencoder.payload_of``), stored in every checkpoint so that sampling can decode.
     Returns a TrainResult; its loss_history covers every step since step 0.
     """
     if not isinstance(config, TrainConfig):
@@ -259,7 +262,7 @@ def train(config: TrainConfig, dataset: ImageDataset, checkpoint=None, resume: b
             "model": None if ema_only else model.state_dict(), "ema": ema.state_dict(),
             "optimizer": None if ema_only else optimizer.state_dict(),
             "rng": None if ema_only else {"generator": generator.get_state(), "torch": torch.get_rng_state()},
-            "step": step, "seconds": seconds, "loss_history": history, "command": command,
+            "step": step, "seconds": seconds, "loss_history": history, "command": command, "latent": latent,
             "dataset": {"name": dataset_name, "image_shape": list(dataset.image_shape),
                         "class_names": list(dataset.class_names)}})
 
