@@ -23,6 +23,8 @@ import time
 import torch
 
 from course_lib import compare, gan, sprite_metrics, training
+from course_lib.config import TrainConfig, UNetConfig
+from course_lib.schedules import NoiseSchedule
 from course_lib._io import write_atomically
 from course_lib.sprites import FAMILIES, load_sprites
 
@@ -44,7 +46,7 @@ def per_image_memory(model_name: str, model, info) -> float:
         memory = compare.training_memory(step)
         model.eval()
         return memory / batch
-    schedule = training.NoiseSchedule.cosine(1000)
+    schedule = NoiseSchedule.cosine(1000)
     x0 = torch.randn(batch, *info["dataset"]["image_shape"])
     memory = compare.training_memory(lambda: training.diffusion_loss(model.train(), x0, schedule,
                                                                      y=torch.zeros(batch, dtype=torch.int64)))
@@ -80,15 +82,15 @@ def shipped(n: int) -> dict:
 
 def stability(seconds: float, seeds: list[int], n: int) -> dict:
     data = load_sprites("train")
-    pixel_cfg = {"in_channels": 3, "base_channels": 16, "channel_mults": (1, 2, 2), "num_classes": len(FAMILIES)}
+    pixel_unet = UNetConfig(in_channels=3, base_channels=16, channel_mults=(1, 2, 2), num_classes=len(FAMILIES))
     out = {"pixel diffusion": {"losses": [], "kid": [], "confident_fraction": []},
            "GAN": {"losses": [], "kid": [], "confident_fraction": []}}
     for seed in seeds:
-        result = training.train(pixel_cfg, data, training.NoiseSchedule.cosine(1000), max_seconds=seconds,
-                                batch_size=32, lr=2e-3, seed=seed, progress=False)
+        config = TrainConfig(unet=pixel_unet, max_seconds=seconds, batch_size=32, lr=2e-3, seed=seed)
+        result = training.train(config, data, progress=False)
         model = result.ema.copy_to(result.model).eval()
         info = {"dataset": {"image_shape": [3, 32, 32]}}
-        images, _ = compare.diffusion_sprites(model, training.NoiseSchedule.cosine(1000), info, n, steps=25, seed=seed)
+        images, _ = compare.diffusion_sprites(model, config.make_schedule(), info, n, steps=25, seed=seed)
         gan_run = gan.train_gan(data, max_seconds=seconds, seed=seed, progress=False)
         gan_images, _ = compare.gan_sprites(gan_run.generator, n, seed=seed)
         for name, losses, samples in (("pixel diffusion", result.loss_history, images),

@@ -28,4 +28,9 @@ PUBLIC = {
                  "inpaint"),
     "metrics": ("class_probabilities", "evaluate_samples", "real_data_floor"),
     "viz": ("to_display", "show_images", "animate_images"),
+    "sprites": ("FAMILIES", "template_codes", "mirrored_mask", "outline_of", "make_sprites", "load_sprites"),
+    "sprite_metrics": ("REPORT_ROWS", "real_floor", "evaluate_sprites", "symmetry_error", "kernel_inception_distance"),
+    "autoencoder": ("load_autoencoder", "latent_scale_factor", "encode_means", "latent_dataset", "decode_latents"),
+    "gan": ("load_gan", "discriminator_loss", "generator_loss"),
+    "compare": ("ASSETS", "SHIPPED", "diffusion_sprites", "gan_sprites", "training_memory", "comparison_rows"),
 }

@@ -162,6 +162,7 @@ def decode_latents(model: Autoencoder, scale: float, z: torch.Tensor) -> torch.T
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m course_lib.autoencoder``: train the autoencoder on a dataset and write it (with its command)."""
     import sys
 
     from .sprites import load_sprites

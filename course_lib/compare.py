@@ -85,10 +85,10 @@ def training_memory(loss_fn) -> int:
 
 
 def loss_stability(histories: list[list[float]]) -> dict:
-    """For loss histories of runs that differ only in their seed:
+    """For loss histories of runs that differ only in their seed, a dict with two figures:
 
-    jitter: mean over runs of std(loss[k+1] - loss[k]) / |mean loss| over the last half (how much it jumps);
-    final_spread: std over seeds of the mean loss over the last 10 % divided by its mean (do seeds agree?).
+    "jitter" = mean over runs of std(loss[k+1] - loss[k]) / |mean loss| over the last half (how much it jumps);
+    "final_spread" = std over seeds of the mean loss over the last 10 % divided by its mean (do seeds agree?).
     """
     jitters, finals = [], []
     for history in histories:

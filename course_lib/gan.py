@@ -143,6 +143,7 @@ def gan_sample(generator: Generator, n: int, seed: int = 0) -> torch.Tensor:
 
 
 def save_gan(path, result: GanResult, **extra) -> None:
+    """Write the generator (config, weights), the step count, seconds and both loss histories, atomically."""
     payload = {"format": FORMAT, "config": dict(result.generator.config), "state_dict": result.generator.state_dict(),
                "step": result.step, "seconds": result.seconds, "d_losses": result.d_losses,
                "g_losses": result.g_losses, **extra}
@@ -163,6 +164,7 @@ def load_gan(path=ASSET) -> tuple[Generator, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m course_lib.gan``: train the DCGAN on the sprites and write its generator (with its command)."""
     import sys
 
     from .sprites import load_sprites

@@ -239,6 +239,7 @@ def report(samples: torch.Tensor) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m course_lib.sprite_metrics --train-classifier``: train the classifier and save it."""
     parser = argparse.ArgumentParser(prog="python -m course_lib.sprite_metrics",
                                      description="The sprite-family classifier behind the sprite metrics.")
     parser.add_argument("--train-classifier", action="store_true", help="train it (seeded) and save it to --out")
