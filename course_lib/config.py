@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 
 from . import _validate as check
 from .forward import PARAMETERIZATIONS
+
+OBJECTIVES = PARAMETERIZATIONS + ("flow",)     # "flow": flow matching (flows.py); the schedule is then unused
 from .schedules import SCHEDULE_NAMES, NoiseSchedule
 
 
@@ -60,7 +62,8 @@ class TrainConfig:
     unet: the network. steps: total optimizer steps; max_seconds: time budget of one run (at least one of the
     two). batch_size, lr, weight_decay (AdamW), grad_clip (gradient-norm clipping), ema_decay (EMA beta),
     label_dropout (probability that a label becomes the null class, class-conditional nets only),
-    parameterization ("eps", "x0" or "v": what the net outputs), schedule ("linear" or "cosine") and T,
+    parameterization ("eps", "x0" or "v": what the net outputs; "flow": flow matching's velocity eps - x0 with
+    time tau * 1000, see flows.py), schedule ("linear" or "cosine") and T,
     seed (weights, batches, t, noise and dropped labels), checkpoint_every (steps between checkpoints).
     """
     unet: UNetConfig = field(default_factory=UNetConfig)
@@ -98,7 +101,7 @@ class TrainConfig:
         if not 0.0 <= check.require_number(self.ema_decay, "ema_decay") < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         check.require_number(self.label_dropout, "label_dropout", 0.0, 1.0)
-        check.require_choice(self.parameterization, "parameterization", PARAMETERIZATIONS)
+        check.require_choice(self.parameterization, "parameterization", OBJECTIVES)
         check.require_choice(self.schedule, "schedule", SCHEDULE_NAMES)
         check.require_int(self.T, "T", minimum=1)
         if not 0 <= check.require_int(self.seed, "seed") < 2**64:

@@ -32,6 +32,7 @@ from torch import nn
 from ._io import write_atomically
 from .config import TrainConfig
 from .data import ImageDataset, iterate_batches
+from .flows import flow_loss
 from .forward import q_sample, v_from_x0_eps
 from .schedules import NoiseSchedule
 from .unet import UNet
@@ -275,8 +276,11 @@ def train(config: TrainConfig, dataset: ImageDataset, checkpoint=None, resume: b
         x0, y = next(batches)
         x0 = x0.to(device)
         y = drop_labels(y, config.label_dropout, model.num_classes, generator).to(device) if conditional else None
-        loss = diffusion_loss(model, x0, schedule, y=y, parameterization=config.parameterization,
-                              generator=generator)
+        if config.parameterization == "flow":
+            loss = flow_loss(model, x0, y=y, generator=generator)
+        else:
+            loss = diffusion_loss(model, x0, schedule, y=y, parameterization=config.parameterization,
+                                  generator=generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

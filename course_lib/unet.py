@@ -118,8 +118,8 @@ class UNet(nn.Module):
         if isinstance(t, int) and not isinstance(t, bool):
             t = torch.tensor(t)
         require_tensor(t, "t")
-        if t.is_floating_point() or t.dtype == torch.bool or t.is_complex():
-            raise TypeError(f"t must hold integer timesteps (int64), got dtype {t.dtype}")
+        if t.dtype == torch.bool or t.is_complex():
+            raise TypeError(f"t must hold timesteps (int64, or float for continuous time), got dtype {t.dtype}")
         if t.ndim == 0:
             t = t.expand(batch)
         if t.shape != (batch,):
@@ -148,7 +148,8 @@ class UNet(nn.Module):
 
     # ------------------------------------------------------------ the U
     def forward(self, x: torch.Tensor, t, y: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, in_channels, H, W) float; t (B,) int64 (or one int for all); y (B,) int64 or None -> (B, out_channels, H, W)."""
+        """x (B, in_channels, H, W) float; t (B,) int64 (or one int for all), or float for continuous time (flow
+        matching passes tau * 1000); y (B,) int64 or None -> (B, out_channels, H, W)."""
         t, y = self._check_inputs(x, t, y)
         emb = self.embed(t, y, x)
         height, width = x.shape[-2:]
