@@ -187,8 +187,9 @@ def test_bad_inputs_name_expected_and_got():
         model(torch.randn(1, 8, 8), t[:1])
     with pytest.raises(ValueError, match=r"shape \(2,\).*got \(3,\)"):
         model(x, timesteps(3))
-    with pytest.raises(TypeError, match="integer timesteps"):
-        model(x, torch.tensor([0.5, 1.0]))
+    with pytest.raises(TypeError, match="timesteps"):
+        model(x, torch.tensor([True, False]))
+    assert model(x, torch.tensor([0.5, 999.5])).shape == x.shape      # continuous time (flow matching's tau * 1000)
     with pytest.raises(ValueError, match="unconditional"):
         model(x, t, torch.tensor([0, 1]))
     with pytest.raises(ValueError, match=r"0\.\.3"):
