@@ -16,11 +16,14 @@ distance between distributions and costs O(L n log n) for L directions: it works
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ._validate import require_float_tensor, require_int
+
+TABLE_ASSET = Path(__file__).resolve().parent / "assets" / "sampler_error_64d.json"   # benchmarks/samplers.py --write-asset
 
 
 def _directions(dim: int, count: int, seed: int) -> torch.Tensor:

@@ -98,3 +98,36 @@ def animate_images(frames: torch.Tensor, titles=None, ncols: int | None = None, 
     animation = FuncAnimation(fig, draw, frames=len(grids), interval=interval, blit=False)
     plt.close(fig)   # the animation is shown as HTML; a static copy of the first frame would be noise
     return animation
+
+
+def animate_points(frames: torch.Tensor, titles=None, limit: float = 3.5, interval: int = 120, size: float = 3.5,
+                   background: torch.Tensor | None = None):
+    """A matplotlib animation of 2-D particles, one frame per leading index: frames (F, N, 2).
+
+    background: optional (M, 2) points drawn faintly behind every frame (e.g. exact samples of the target).
+    Axes span [-limit, limit]. Show it with ``IPython.display.HTML(animation.to_jshtml())``.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation
+
+    require_tensor(frames, "frames")
+    if frames.ndim != 3 or frames.shape[-1] != 2 or frames.shape[0] == 0:
+        raise ValueError(f"frames must have shape (F, N, 2) with F >= 1, got {tuple(frames.shape)}")
+    if titles is not None and len(titles) != frames.shape[0]:
+        raise ValueError(f"titles must hold one string per frame ({frames.shape[0]}), got {len(titles)}")
+    points = frames.detach().float().cpu().numpy()
+    fig, ax = plt.subplots(figsize=(size, size))
+    if background is not None:
+        ax.scatter(*background.detach().float().cpu().numpy().T, s=2, color="lightgray")
+    scatter = ax.scatter(*points[0].T, s=3)
+    ax.set(xlim=(-limit, limit), ylim=(-limit, limit), aspect="equal")
+
+    def draw(index):
+        scatter.set_offsets(points[index])
+        if titles is not None:
+            ax.set_title(titles[index])
+        return (scatter,)
+
+    animation = FuncAnimation(fig, draw, frames=len(points), interval=interval, blit=False)
+    plt.close(fig)
+    return animation
