@@ -36,8 +36,7 @@ def make_parser() -> argparse.ArgumentParser:
                        help="default: notebooks/ in the current folder")
     build.set_defaults(run=build_notebooks)
 
-    from .config import TrainConfig, UNetConfig, default
-    from .forward import PARAMETERIZATIONS
+    from .config import OBJECTIVES, TrainConfig, UNetConfig, default
     from .procedural import EASINGS, NOISE_SCHEDULES
     from .schedules import SCHEDULE_NAMES
 
@@ -86,11 +85,12 @@ def make_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--channel-mults", type=int, nargs="+", default=list(default(UNetConfig, "channel_mults")),
                          help="one width multiplier per U-Net level; default %(default)s")
     for name, (kind, text) in TRAIN_OPTIONS.items():
-        flag = "--T" if name == "T" else "--" + name.replace("_", "-")
-        choices = {"parameterization": PARAMETERIZATIONS, "schedule": SCHEDULE_NAMES}
+        flags = ["--T" if name == "T" else "--" + name.replace("_", "-")] + (["--objective"] if name == "parameterization" else [])
+        choices = {"parameterization": OBJECTIVES, "schedule": SCHEDULE_NAMES}
         extra = {"choices": choices[name]} if name in choices else {}
         shown = "" if default(TrainConfig, name) is None else "; default %(default)s"
-        trainer.add_argument(flag, type=kind, default=default(TrainConfig, name), help=text + shown, **extra)
+        trainer.add_argument(*flags, dest=name, type=kind, default=default(TrainConfig, name), help=text + shown,
+                             **extra)
     trainer.set_defaults(run=train_command)
 
     sampler = commands.add_parser(
@@ -100,8 +100,10 @@ def make_parser() -> argparse.ArgumentParser:
                     "for fewer, use --sampler ddim (with --eta 1 for DDPM-like noise).")
     sampler.add_argument("--checkpoint", type=Path, required=True, metavar="CKPT")
     sampler.add_argument("--n", type=int, default=16, help="number of samples; default %(default)s")
-    sampler.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddim", help="default %(default)s")
-    sampler.add_argument("--steps", type=int, help=f"DDIM steps (default {DEFAULT_DDIM_STEPS}); DDPM: T only")
+    sampler.add_argument("--sampler", choices=["ddpm", "ddim", "euler", "heun"],
+                         help="ddpm|ddim for diffusion checkpoints (default ddim), euler|heun for flow-matching "
+                              "checkpoints (default euler; Heun makes 2 steps - 1 network calls)")
+    sampler.add_argument("--steps", type=int, help=f"DDIM or flow-solver steps (default {DEFAULT_DDIM_STEPS}); DDPM: T only")
     sampler.add_argument("--eta", type=float, default=0.0, help="DDIM noise, 0 to 1; default %(default)s")
     sampler.add_argument("--label", type=int, help="class to sample (class-conditional checkpoints)")
     sampler.add_argument("--guidance", type=float,

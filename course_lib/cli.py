@@ -24,7 +24,9 @@ TRAIN_OPTIONS = {
     "grad_clip": (float, "clip the gradient norm at this value"),
     "ema_decay": (float, "beta of the EMA of the weights"),
     "label_dropout": (float, "probability of training a label as 'no label'"),
-    "parameterization": (str, "what the U-Net outputs"),
+    "parameterization": (str, "what the U-Net learns: the noise eps, the clean image x0, the velocity v "
+                              "(diffusion), or flow matching's velocity eps - x0 ('flow': rectified flow, "
+                              "sampled with --sampler euler|heun); also spelled --objective"),
     "schedule": (str, "noise schedule"),
     "T": (int, "number of timesteps"),
     "checkpoint_every": (int, "steps between checkpoints"),
@@ -204,7 +206,7 @@ def train_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sampling_model(model, label, guidance, n):
+def _sampling_model(model, label, guidance, n, flow=False):
     """The network the sampler calls: unconditional, conditional on one label, or classifier-free guided."""
     import torch
 
@@ -213,6 +215,11 @@ def _sampling_model(model, label, guidance, n):
     y = torch.full((n,), label, dtype=torch.int64)
     if guidance is None:
         return lambda x, t: model(x, t, y=y)
+    if flow:   # a velocity in continuous time: the same combination, without the integer-timestep wrapper
+        from .guidance import guided_eps
+
+        null = torch.full_like(y, model.num_classes)
+        return lambda x, t: guided_eps(model(x, t, y=y), model(x, t, y=null), guidance)
     from .guidance import cfg_model   # imported here: only guided sampling needs it
 
     return cfg_model(model, y, guidance, model.num_classes)
@@ -244,7 +251,19 @@ def sample_command(args: argparse.Namespace) -> int:
                                  f"--conditional)")
             if not 0 <= args.label < model.num_classes:
                 raise ValueError(f"--label must lie in 0..{model.num_classes - 1}, got {args.label}")
+        flow = info["config"].parameterization == "flow"
+        if flow and args.sampler in ("ddpm", "ddim") or not flow and args.sampler in ("euler", "heun"):
+            raise ValueError(f"--sampler {args.sampler}: {args.checkpoint} holds a "
+                             f"{'flow-matching' if flow else 'diffusion'} model; use --sampler "
+                             f"{'euler or heun' if flow else 'ddpm or ddim'}")
+        args.sampler = args.sampler or ("euler" if flow else "ddim")
         steps = args.steps
+        if flow and steps is None:
+            steps = DEFAULT_DDIM_STEPS
+        if flow and steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {steps}")
+        if flow and args.eta != 0:
+            raise ValueError("--eta applies to --sampler ddim only (flow samplers are deterministic ODE solvers)")
         if args.sampler == "ddpm" and steps is not None and steps != schedule.T:
             raise ValueError(f"DDPM visits all T={schedule.T} timesteps, so --steps must be {schedule.T} or left "
                              f"out; for {steps} steps use --sampler ddim (add --eta 1 for DDPM-like noise)")
@@ -252,18 +271,24 @@ def sample_command(args: argparse.Namespace) -> int:
             steps = DEFAULT_DDIM_STEPS
         if args.sampler == "ddpm" and args.eta != 0:
             raise ValueError("--eta applies to --sampler ddim only")
-        if steps is not None and not 1 <= steps <= schedule.T:
+        if steps is not None and not flow and not 1 <= steps <= schedule.T:
             raise ValueError(f"--steps must lie in 1..{schedule.T}, got {steps}")
         if not 0 <= args.eta <= 1:
             raise ValueError(f"--eta must lie in [0, 1], got {args.eta}")
-        network = _sampling_model(model, args.label, args.guidance, args.n)
+        network = _sampling_model(model, args.label, args.guidance, args.n, flow)
     except (TypeError, ValueError, FileNotFoundError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     shape = (args.n, *info["dataset"]["image_shape"])
-    samples = sample(network, schedule, shape, sampler=args.sampler, steps=steps, eta=args.eta, seed=args.seed,
-                     clip_x0=not args.no_clip and info["latent"] is None,   # latents are not in [-1, 1]
-                     parameterization=info["config"].parameterization).images
+    if flow:
+        from .flows import sample_flow, velocity_fn
+
+        noise = torch.randn(shape, generator=torch.Generator().manual_seed(args.seed))
+        samples = sample_flow(velocity_fn(network), noise, steps, args.sampler, model=model, progress=True).images
+    else:
+        samples = sample(network, schedule, shape, sampler=args.sampler, steps=steps, eta=args.eta, seed=args.seed,
+                         clip_x0=not args.no_clip and info["latent"] is None,   # latents are not in [-1, 1]
+                         parameterization=info["config"].parameterization).images
     if info["latent"] is not None:   # latent diffusion: the samples are latents; decode them to pictures
         from .autoencoder import decode_latents, from_payload
 

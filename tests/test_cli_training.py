@@ -136,7 +136,7 @@ def test_flow_objective_trains_and_samples_with_euler_and_heun(tmp_path, capsys)
     flow = tmp_path / "flow.pt"
     assert run("train", "--dataset", "digits", "--conditional", "--objective", "flow", "--steps", 3, "--out", flow,
                *TINY) == 0
-    assert load_checkpoint(flow)[2]["parameterization"] == "flow"
+    assert load_checkpoint(flow)[2]["config"].parameterization == "flow"
     outputs = {}
     for sampler in ("euler", "heun"):
         for name in ("a", "b"):
