@@ -108,8 +108,8 @@ def sample_flow(velocity, noise: torch.Tensor, steps: int, method: str = "euler"
 def reflow_pairs(velocity, noise: torch.Tensor, steps: int = 50, method: str = "heun", model=None):
     """One reflow round (Liu et al. 2023, sec. 2.2): the samples x0 = ODE(noise) of the current flow.
 
-    Training a new flow on the pairs (x0, noise), instead of independently drawn ones, straightens the
-    trajectories: the lines of a deterministic coupling cross less. Returns x0 of noise's shape.
+    Training a new flow on these pairs with the noise, instead of independently drawn ones, straightens the
+    paths, because the lines of a deterministic coupling cross less. Returns x0 of noise's shape.
     """
     return sample_flow(velocity, noise, steps, method, model=model).images
 

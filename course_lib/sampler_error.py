@@ -99,6 +99,7 @@ def steps_for(sampler: str, nfe: int) -> int:
 
 
 def nfe_of(sampler: str, steps: int) -> int:
+    """Network evaluations of ``steps`` grid steps: one each, Heun two each but one on its last step."""
     return 2 * steps - 1 if sampler == "heun_ode" else steps
 
 
