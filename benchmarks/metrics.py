@@ -2,9 +2,12 @@
 
     .venv/bin/python benchmarks/metrics.py
 
-Every row is scored like a batch of generated samples (``course_lib.metrics.evaluate_samples``,
-against the digits train split). Real test digits set the floor a perfect generator would reach;
-noise sets the ceiling of failure. Targets: real test digits are confident >= 0.9, noise far below.
+Every row is scored like a batch of generated samples (``course_lib.metrics.evaluate_samples``: KID and
+the Fréchet distance against the held-out test split, nearest neighbours against the train split).
+Real training digits are what a perfect generator of the training distribution would score (KID 0
+within its standard error); the test digits scored against themselves show the reference's own 0;
+noise sets the ceiling of failure. Targets: real digits are confident >= 0.9, noise far below, and
+every corruption scores a KID far above the real digits'.
 Uniform noise and shuffled pixels are the kinds of non-digits the classifier was taught to doubt;
 Gaussian noise, blends of two digits and blurred digits are not, so they test it honestly.
 """
@@ -26,9 +29,9 @@ def candidates(seed: int = 0) -> dict:
     partner = torch.randperm(N, generator=generator)
     different = load_digits("test").labels != load_digits("test").labels[partner]
     return {
-        "real test digits": test,
-        "real test digits, n = 100": test[:100],
-        "training digits (copies)": train[:N],
+        "real test digits (the reference)": test,
+        "real training digits": train[:N],
+        "real training digits, n = 100": train[:100],
         "two test digits blended": ((test + test[partner]) / 2)[different],
         "test digits blurred 3x3": F.avg_pool2d(test, 3, stride=1, padding=1, count_include_pad=False),
         "test digits, pixels shuffled": test.flatten(1)[:, torch.randperm(64, generator=generator)].reshape(test.shape),
@@ -43,7 +46,8 @@ def main() -> int:
     classifier = metrics.load_classifier()
     test_accuracy = metrics.accuracy(classifier, load_digits("test"))
     print(f"digits classifier ({metrics.CLASSIFIER_ASSET.name}): test accuracy {test_accuracy:.4f} on {N} test digits\n")
-    header = f"{'images':34s} {'n':>4s} {'confident':>9s} {'entropy':>8s} {'FD':>9s} {'NN mean':>8s} {'NN min':>7s}"
+    header = (f"{'images':34s} {'n':>4s} {'confident':>9s} {'entropy':>8s} {'KID':>8s}   {'SE':>5s} {'FD':>9s} "
+              f"{'NN mean':>8s} {'NN min':>7s}")
     print(header)
     print("-" * len(header))
     scores = {}
@@ -51,8 +55,9 @@ def main() -> int:
         s = metrics.evaluate_samples(images, classifier)
         scores[name] = s
         print(f"{name:34s} {s['n']:4d} {s['confident_fraction']:9.3f} {s['class_entropy']:8.3f} "
-              f"{s['frechet_distance']:9.2f} {s['nn_distance_mean']:8.3f} {s['nn_distance_min']:7.3f}")
-    real = scores["real test digits"]["confident_fraction"]
+              f"{s['kid']:8.1f} ± {s['kid_se']:5.1f} {s['frechet_distance']:9.2f} {s['nn_distance_mean']:8.3f} "
+              f"{s['nn_distance_min']:7.3f}")
+    real = scores["real test digits (the reference)"]["confident_fraction"]
     noise = max(scores[k]["confident_fraction"] for k in scores if "noise" in k)
     ok = real >= 0.9 and noise <= 0.1
     print(f"\nconfident fraction: real test {real:.3f} (target >= 0.9), noise at most {noise:.3f} "

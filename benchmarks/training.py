@@ -1,12 +1,13 @@
-"""Quality of the shipped checkpoint ``assets/digits_conditional.pt`` beside the real-data floors.
+"""Quality of the shipped checkpoint ``assets/digits_conditional.pt`` beside real digits scored the same way.
 
     .venv/bin/python benchmarks/training.py [--n 200]
 
 Rows: unconditional samples (the null class), class-conditional samples (n / 10 per digit), and
 classifier-free guided samples (w = 2), each with DDIM 50 steps (eta = 0) and DDPM 1000 steps, all
-seeded and with each step's x0 estimate clamped to [-1, 1] (clip_x0; the last row shows DDIM without it); then ``metrics.real_data_floor(n)``: what real test digits score. Targets: conditional samples
-confident >= 0.8 with class entropy near log 10 = 2.303, a Fréchet distance within a few times the real
-floor, and a mean nearest-neighbour distance not far below the real one (far below would mean copies).
+seeded and with each step's x0 estimate clamped to [-1, 1] (clip_x0; the last row shows DDIM without it); then ``metrics.real_data_reference(n)``: what real digits score. Targets: conditional samples
+confident >= 0.8 with class entropy near log 10 = 2.303, KID and Fréchet distance (against the held-out
+test digits) near the real digits', and a mean nearest-neighbour distance not far below the real one
+(far below would mean copies).
 """
 import argparse
 import time
@@ -18,7 +19,8 @@ from course_lib.guidance import cfg_model
 from course_lib.sampling import sample
 from course_lib.training import DIFFUSION_ASSET, load_checkpoint
 
-COLUMNS = ("confident_fraction", "class_entropy", "frechet_distance", "nn_distance_mean", "nn_distance_min")
+COLUMNS = ("confident_fraction", "class_entropy", "kid", "kid_se", "frechet_distance", "nn_distance_mean",
+           "nn_distance_min")
 
 
 def samplers(model, n: int) -> dict:
@@ -51,8 +53,8 @@ def main() -> None:
     images = sample(model, schedule, (args.n, 1, 8, 8), sampler="ddim", steps=50, seed=0, progress=False,
                     model_kwargs={"y": torch.arange(args.n) % model.num_classes}).images
     row("conditional, DDIM 50, no clip_x0", images, time.perf_counter() - start)
-    floor = metrics.real_data_floor(args.n)
-    print(f"{'real test digits (the floor)':36s} " + " ".join(f"{floor[c]:14.3f}" for c in COLUMNS))
+    real = metrics.real_data_reference(args.n)
+    print(f"{'real digits (reference)':36s} " + " ".join(f"{real[c]:14.3f}" for c in COLUMNS))
 
 
 if __name__ == "__main__":

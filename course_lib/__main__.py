@@ -5,8 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli import (DATASET_HELP, DEFAULT_DDIM_STEPS, TRAIN_OPTIONS, build_notebooks, procedural_demo,
-                  sample_command, train_command)
+from .cli import (DATASET_HELP, DEFAULT_DDIM_STEPS, READABLE_PIXELS, TRAIN_OPTIONS, build_notebooks,
+                  procedural_demo, sample_command, train_command)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -36,7 +36,7 @@ def make_parser() -> argparse.ArgumentParser:
                        help="default: notebooks/ in the current folder")
     build.set_defaults(run=build_notebooks)
 
-    from .config import OBJECTIVES, TrainConfig, UNetConfig, default
+    from .config import OBJECTIVES, WEIGHTINGS, TrainConfig, UNetConfig, default
     from .procedural import EASINGS, NOISE_SCHEDULES
     from .schedules import SCHEDULE_NAMES
 
@@ -80,17 +80,21 @@ def make_parser() -> argparse.ArgumentParser:
                               "while sampling, and the cosine schedule's tiny last alpha_bar then amplifies errors")
     trainer.add_argument("--image-size", type=int, default=32, help="folder datasets: resize to this; default %(default)s")
     trainer.add_argument("--channels", type=int, choices=[1, 3], default=3, help="folder datasets; default %(default)s")
-    trainer.add_argument("--base-channels", type=int, default=default(UNetConfig, "base_channels"),
+    trainer.add_argument("--base-channels", type=int, default=default(TrainConfig, "unet").base_channels,
                          help="U-Net width; default %(default)s")
     trainer.add_argument("--channel-mults", type=int, nargs="+", default=list(default(UNetConfig, "channel_mults")),
                          help="one width multiplier per U-Net level; default %(default)s")
     for name, (kind, text) in TRAIN_OPTIONS.items():
         flags = ["--T" if name == "T" else "--" + name.replace("_", "-")] + (["--objective"] if name == "parameterization" else [])
-        choices = {"parameterization": OBJECTIVES, "schedule": SCHEDULE_NAMES}
+        choices = {"parameterization": OBJECTIVES, "schedule": SCHEDULE_NAMES, "weighting": WEIGHTINGS}
         extra = {"choices": choices[name]} if name in choices else {}
         shown = "" if default(TrainConfig, name) is None else "; default %(default)s"
         trainer.add_argument(*flags, dest=name, type=kind, default=default(TrainConfig, name), help=text + shown,
                              **extra)
+    trainer.add_argument("--threads", type=int, default=1,
+                         help="CPU threads for PyTorch; a small net on small images runs fastest on one (more threads "
+                              "only add synchronisation, and on a busy machine they wait for each other); "
+                              "default %(default)s")
     trainer.set_defaults(run=train_command)
 
     sampler = commands.add_parser(
@@ -99,13 +103,16 @@ def make_parser() -> argparse.ArgumentParser:
                     "array (N, C, H, W) in [0, 1]; FILE.png an image grid. DDPM always takes all T steps; "
                     "for fewer, use --sampler ddim (with --eta 1 for DDPM-like noise).")
     sampler.add_argument("--checkpoint", type=Path, required=True, metavar="CKPT")
-    sampler.add_argument("--n", type=int, default=16, help="number of samples; default %(default)s")
+    sampler.add_argument("--n", type=int, default=16,
+                         help="number of samples (per label, with --label); default %(default)s")
     sampler.add_argument("--sampler", choices=["ddpm", "ddim", "euler", "heun"],
                          help="ddpm|ddim for diffusion checkpoints (default ddim), euler|heun for flow-matching "
                               "checkpoints (default euler; Heun makes 2 steps - 1 network calls)")
     sampler.add_argument("--steps", type=int, help=f"DDIM or flow-solver steps (default {DEFAULT_DDIM_STEPS}); DDPM: T only")
     sampler.add_argument("--eta", type=float, default=0.0, help="DDIM noise, 0 to 1; default %(default)s")
-    sampler.add_argument("--label", type=int, help="class to sample (class-conditional checkpoints)")
+    sampler.add_argument("--label", nargs="+", metavar="Y",
+                         help="class-conditional checkpoints: the classes to sample, e.g. 3, or 1 4 7, or all; "
+                              "--n samples each, one grid row per class")
     sampler.add_argument("--guidance", type=float,
                          help="classifier-free guidance scale w (1: plain conditional, 0: unconditional)")
     sampler.add_argument("--no-clip", action="store_true",
@@ -113,6 +120,9 @@ def make_parser() -> argparse.ArgumentParser:
                               "very noisy steps from overshooting; never done for latent-diffusion checkpoints, "
                               "whose latents are not in [-1, 1])")
     sampler.add_argument("--seed", type=int, default=0, help="default %(default)s")
+    sampler.add_argument("--scale", type=int,
+                         help=f"PNG grids: enlarge each pixel to a SCALE x SCALE block (nearest neighbour); default: "
+                              f"images about {READABLE_PIXELS} px high (8 for 8x8 digits)")
     sampler.add_argument("--out", type=Path, required=True, metavar="FILE", help="FILE.npy or FILE.png")
     sampler.set_defaults(run=sample_command)
     return parser

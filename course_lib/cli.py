@@ -27,10 +27,13 @@ TRAIN_OPTIONS = {
     "parameterization": (str, "what the U-Net learns: the noise eps, the clean image x0, the velocity v "
                               "(diffusion), or flow matching's velocity eps - x0 ('flow': rectified flow, "
                               "sampled with --sampler euler|heun); also spelled --objective"),
+    "weighting": (str, "the loss's weight per timestep: uniform (L_simple) or min_snr (Hang et al. 2023, gamma 5)"),
     "schedule": (str, "noise schedule"),
     "T": (int, "number of timesteps"),
     "checkpoint_every": (int, "steps between checkpoints"),
 }
+READABLE_PIXELS = 64   # sample grids: each image enlarged to about this height, so a digit reads without zooming
+GRID_SEPARATOR = 2     # pixels of grey between the images of a grid
 LONG_RUN = 2e8   # pixel-channel-records in a procedural run worth a progress bar (about a second)
 
 
@@ -193,6 +196,12 @@ def train_command(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     command = "python -m course_lib " + " ".join(args.argv)
+    import torch
+
+    if args.threads < 1:
+        print(f"error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
     workers = 2 if args.dataset.startswith("folder:") else 0       # decoding pictures is worth a process
     try:
         result = train(config, dataset, checkpoint=args.out, resume=args.resume, export=args.export,
@@ -206,13 +215,12 @@ def train_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sampling_model(model, label, guidance, n, flow=False):
-    """The network the sampler calls: unconditional, conditional on one label, or classifier-free guided."""
+def _sampling_model(model, y, guidance, flow=False):
+    """The network the sampler calls: unconditional (y None), conditional on labels y (B,), or classifier-free guided."""
     import torch
 
-    if label is None:
+    if y is None:
         return model
-    y = torch.full((n,), label, dtype=torch.int64)
     if guidance is None:
         return lambda x, t: model(x, t, y=y)
     if flow:   # a velocity in continuous time: the same combination, without the integer-timestep wrapper
@@ -223,6 +231,22 @@ def _sampling_model(model, label, guidance, n, flow=False):
     from .guidance import cfg_model   # imported here: only guided sampling needs it
 
     return cfg_model(model, y, guidance, model.num_classes)
+
+
+def _parse_labels(values: list, num_classes, checkpoint) -> list:
+    """--label values (ints, or the single word all) -> a list of class indices; ValueError otherwise."""
+    if num_classes is None:
+        raise ValueError(f"--label: {checkpoint} holds an unconditional model (trained without --conditional)")
+    if values == ["all"]:
+        return list(range(num_classes))
+    try:
+        labels = [int(value) for value in values]
+    except ValueError:
+        raise ValueError(f"--label takes class numbers (e.g. 3 or 1 4 7) or the word all, got {' '.join(values)}") from None
+    outside = [label for label in labels if not 0 <= label < num_classes]
+    if outside:
+        raise ValueError(f"--label must lie in 0..{num_classes - 1} (or be all), got {outside[0]}")
+    return labels
 
 
 def sample_command(args: argparse.Namespace) -> int:
@@ -245,12 +269,9 @@ def sample_command(args: argparse.Namespace) -> int:
         model, schedule, info = load_checkpoint(args.checkpoint)
         if args.guidance is not None and args.label is None:
             raise ValueError("--guidance needs --label Y (the class to guide towards)")
-        if args.label is not None:
-            if model.num_classes is None:
-                raise ValueError(f"--label: {args.checkpoint} holds an unconditional model (trained without "
-                                 f"--conditional)")
-            if not 0 <= args.label < model.num_classes:
-                raise ValueError(f"--label must lie in 0..{model.num_classes - 1}, got {args.label}")
+        labels = None if args.label is None else _parse_labels(args.label, model.num_classes, args.checkpoint)
+        if args.scale is not None and args.scale < 1:
+            raise ValueError(f"--scale must be >= 1, got {args.scale}")
         flow = info["config"].parameterization == "flow"
         if flow and args.sampler in ("ddpm", "ddim") or not flow and args.sampler in ("euler", "heun"):
             raise ValueError(f"--sampler {args.sampler}: {args.checkpoint} holds a "
@@ -275,11 +296,12 @@ def sample_command(args: argparse.Namespace) -> int:
             raise ValueError(f"--steps must lie in 1..{schedule.T}, got {steps}")
         if not 0 <= args.eta <= 1:
             raise ValueError(f"--eta must lie in [0, 1], got {args.eta}")
-        network = _sampling_model(model, args.label, args.guidance, args.n, flow)
+        y = None if labels is None else torch.tensor(labels, dtype=torch.int64).repeat_interleave(args.n)
+        network = _sampling_model(model, y, args.guidance, flow)
     except (TypeError, ValueError, FileNotFoundError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    shape = (args.n, *info["dataset"]["image_shape"])
+    shape = (args.n * (1 if labels is None else len(labels)), *info["dataset"]["image_shape"])
     if flow:
         from .flows import sample_flow, velocity_fn
 
@@ -299,12 +321,15 @@ def sample_command(args: argparse.Namespace) -> int:
         np.save(buffer, images.numpy())
         data = buffer.getvalue()
     else:
-        data = _png_bytes(image_grid(images * 2 - 1))
+        scale = args.scale or max(1, READABLE_PIXELS // images.shape[2])
+        data = _png_bytes(image_grid(images * 2 - 1, ncols=None if labels is None else args.n, pad=GRID_SEPARATOR,
+                                     scale=scale, pad_value=0.5))
     try:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         _write_atomically(args.out, data)
     except OSError as error:
         print(f"error: cannot write {args.out}: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {args.out}: {args.n} samples of shape {tuple(images.shape[1:])}")
+    rows = "" if labels is None else f" ({len(labels)} rows, one per label: {', '.join(map(str, labels))})"
+    print(f"wrote {args.out}: {images.shape[0]} samples of shape {tuple(images.shape[1:])}{rows}")
     return 0

@@ -11,12 +11,16 @@ a checkpoint — gets the same checks and the same messages. Run options that do
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 
 from . import _validate as check
 from .forward import PARAMETERIZATIONS
 
 OBJECTIVES = PARAMETERIZATIONS + ("flow",)     # "flow": flow matching (flows.py); the schedule is then unused
 from .schedules import SCHEDULE_NAMES, NoiseSchedule
+
+WEIGHTINGS = ("uniform", "min_snr")    # the loss's weight per timestep: L_simple, or min-SNR-gamma
+MIN_SNR_GAMMA = 5.0                    # Hang et al. 2023's recommended clip of the signal-to-noise ratio
 
 
 @dataclass(frozen=True)
@@ -63,19 +67,25 @@ class TrainConfig:
     two). batch_size, lr, weight_decay (AdamW), grad_clip (gradient-norm clipping), ema_decay (EMA beta),
     label_dropout (probability that a label becomes the null class, class-conditional nets only),
     parameterization ("eps", "x0" or "v": what the net outputs; "flow": flow matching's velocity eps - x0 with
-    time tau * 1000, see flows.py), schedule ("linear" or "cosine") and T,
+    time tau * 1000, see flows.py), weighting ("min_snr" or "uniform": the loss's weight per timestep,
+    ``training.loss_weights``; diffusion objectives only), schedule ("linear" or "cosine") and T,
     seed (weights, batches, t, noise and dropped labels), checkpoint_every (steps between checkpoints).
+
+    The defaults are measured (benchmarks/train_to_quality.py): a U-Net of width 16, lr 2e-3 and min-SNR
+    weighting reach recognisable digits in about a minute of CPU training, sooner than width 32 with
+    lr 1e-3 and uniform weighting (the shipped asset's settings).
     """
-    unet: UNetConfig = field(default_factory=UNetConfig)
+    unet: UNetConfig = field(default_factory=partial(UNetConfig, base_channels=16))
     steps: int | None = None
     max_seconds: float | None = None
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     label_dropout: float = 0.15
     parameterization: str = "eps"
+    weighting: str = "min_snr"
     schedule: str = "cosine"
     T: int = 1000
     seed: int = 0
@@ -102,6 +112,7 @@ class TrainConfig:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         check.require_number(self.label_dropout, "label_dropout", 0.0, 1.0)
         check.require_choice(self.parameterization, "parameterization", OBJECTIVES)
+        check.require_choice(self.weighting, "weighting", WEIGHTINGS)
         check.require_choice(self.schedule, "schedule", SCHEDULE_NAMES)
         check.require_int(self.T, "T", minimum=1)
         if not 0 <= check.require_int(self.seed, "seed") < 2**64:

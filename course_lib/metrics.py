@@ -6,14 +6,22 @@ same ideas are measured with a small CNN trained here on the digits train split:
 - confident fraction: share of samples the classifier assigns to one class with probability >= 0.9
   (a blurry or scrambled digit gets spread-out probabilities);
 - class histogram and its entropy: are all ten digits generated, and equally often? (max log 10);
-- Fréchet distance between Gaussians fitted to the classifier's penultimate features of the samples
-  and of the training images (FID's formula in a small feature space);
+- KID, the kernel distance (Bińkowski et al. 2018): the unbiased squared MMD between the classifier's
+  penultimate features of the samples and of the held-out test images, cubic polynomial kernel,
+  with a jackknife standard error over disjoint subsets; unbiased, so 0 means "same distribution"
+  at any n, which makes it the metric for small sample counts;
+- Fréchet distance between Gaussians fitted to the same features (FID's formula): biased upwards
+  by an amount that grows as n shrinks, so compare it only at equal n;
 - nearest-neighbour distance: pixel L2 distance from each sample to its closest training image.
   Samples much closer to the training set than the real test images are copies (memorisation).
 
-Every number needs a yardstick: ``real_data_floor(n)`` computes the same metrics for n real test
-images, which the model never saw, against the same training set. ``evaluate_samples`` plus
-``real_data_floor`` (or ``report``, which prints both side by side) is the usual call.
+Distribution metrics compare with the **test** split, which neither the model nor the classifier saw.
+Against the training set, "looks like the training images" would beat "is a digit": real test digits
+would rank behind a model that reproduces its training set. Every number needs a yardstick, so
+``real_data_reference(n)`` scores real digits the same way: n class-balanced training images against the
+test split for KID and the Fréchet distance (a perfect generator of the training distribution scores like them),
+n test images against the training set for the nearest-neighbour distances (how far a new digit lies).
+Its spread over seeds is the noise of the yardstick. ``report`` prints samples beside it.
 
 The classifier ships as ``assets/digits_classifier.pt``, made by::
 
@@ -42,6 +50,7 @@ CLASSIFIER_ASSET = Path(__file__).resolve().parent / "assets" / "digits_classifi
 TRAIN_COMMAND = "python -m course_lib.metrics --train-classifier"
 NUM_CLASSES = 10
 CONFIDENCE_THRESHOLD = 0.9
+KID_SUBSETS = 10      # jackknife groups behind KID's standard error
 
 
 class DigitsClassifier(nn.Module):
@@ -222,6 +231,47 @@ def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> floa
     return gaussian_frechet_distance(*moments)
 
 
+def polynomial_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """k(a, b) = (a . b / D + 1)^3 for every pair of rows of a (M, D) and b (N, D): (M, N) (Bińkowski et al. 2018)."""
+    return (a @ b.T / a.shape[1] + 1) ** 3
+
+
+def mmd2_unbiased(k_aa: torch.Tensor, k_bb: torch.Tensor, k_ab: torch.Tensor) -> float:
+    """Unbiased squared MMD from kernel matrices k_aa (M, M), k_bb (N, N), k_ab (M, N), M, N >= 2 (Gretton et al. 2012, eq. 3):
+
+        MMD^2_u = sum_{i != j} k(a_i, a_j) / (M (M-1)) + sum_{i != j} k(b_i, b_j) / (N (N-1)) - 2 mean_{i,j} k(a_i, b_j)
+
+    Leaving out the i = j terms makes its expectation exactly the population MMD^2: 0 for one
+    distribution, so an estimate may come out slightly negative.
+    """
+    m, n = k_ab.shape
+    return ((k_aa.sum() - k_aa.diagonal().sum()) / (m * (m - 1)) + (k_bb.sum() - k_bb.diagonal().sum()) / (n * (n - 1))
+            - 2 * k_ab.mean()).item()
+
+
+def kid(features_a: torch.Tensor, features_b: torch.Tensor, subsets: int = KID_SUBSETS, seed: int = 0) -> tuple:
+    """KID (Bińkowski et al. 2018): ``mmd2_unbiased`` with ``polynomial_kernel`` between (N_a, D) and (N_b, D)
+    features, and its standard error: (value, standard error), in float64.
+
+    The value uses every pair. The standard error is the delete-a-group jackknife over ``subsets`` disjoint
+    groups (seeded): the rows of both sets are dealt into groups, the estimate is recomputed without each
+    group in turn, and SE^2 = (g - 1) / g * sum_j (value_(-j) - mean)^2. Near 0 (two samples of one
+    distribution) it errs on the large side, so "0 within its standard error" is a fair test of equality.
+    """
+    a, b = (features.detach().double().cpu() for features in (features_a, features_b))
+    if min(a.shape[0], b.shape[0]) < 2 * subsets:
+        raise ValueError(f"KID with {subsets} jackknife groups needs at least {2 * subsets} feature rows per set, "
+                         f"got {a.shape[0]} and {b.shape[0]}")
+    k_aa, k_bb, k_ab = polynomial_kernel(a, a), polynomial_kernel(b, b), polynomial_kernel(a, b)
+    generator = torch.Generator().manual_seed(seed)
+    group_a = torch.randperm(a.shape[0], generator=generator) % subsets
+    group_b = torch.randperm(b.shape[0], generator=generator) % subsets
+    left_out = torch.tensor([mmd2_unbiased(k_aa[keep_a][:, keep_a], k_bb[keep_b][:, keep_b], k_ab[keep_a][:, keep_b])
+                             for keep_a, keep_b in ((group_a != j, group_b != j) for j in range(subsets))])
+    spread = ((left_out - left_out.mean()) ** 2).sum().item()
+    return mmd2_unbiased(k_aa, k_bb, k_ab), math.sqrt((subsets - 1) / subsets * spread)
+
+
 def nearest_neighbour_distances(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """For each image (N, C, H, W), the pixel L2 distance to its closest image in reference (M, C, H, W): (N,)."""
     distances = torch.cdist(images.flatten(1).double(), reference.flatten(1).double(),
@@ -229,59 +279,88 @@ def nearest_neighbour_distances(images: torch.Tensor, reference: torch.Tensor) -
     return distances.min(dim=1).values
 
 
-# ---------------------------------------------------------------- evaluation against the training set
+# ---------------------------------------------------------------- evaluation against held-out data
 @torch.no_grad()
 def evaluate_samples(samples: torch.Tensor, classifier: nn.Module | None = None) -> dict:
-    """Every metric for a batch of samples (N, 1, 8, 8) in [-1, 1], measured against the digits train split.
+    """Every metric for a batch of samples (N, 1, 8, 8) in [-1, 1], N >= 2 * KID_SUBSETS.
 
     Returns a dict: n, confident_fraction, class_histogram (list of 10 shares), class_entropy (nats;
-    log 10 = 2.303 is perfectly balanced), frechet_distance (between the samples' features and the
-    training images' features), nn_distance_mean and nn_distance_min (pixel L2 distance from each
-    sample to its nearest training image). Compare each with ``real_data_floor(n)``.
+    log 10 = 2.303 is perfectly balanced); kid and kid_se (KID and its standard error) and
+    frechet_distance, all three between the samples' features and the **test** split's features;
+    nn_distance_mean and nn_distance_min (pixel L2 distance from each sample to its nearest
+    **training** image: a copy is at 0). Compare each with ``real_data_reference(n)``.
     """
     samples = _check_digits(samples)
+    if samples.shape[0] < 2 * KID_SUBSETS:
+        raise ValueError(f"samples must hold at least {2 * KID_SUBSETS} images (KID's standard error uses "
+                         f"{KID_SUBSETS} groups of 2 or more), got {samples.shape[0]}")
     classifier = classifier or load_classifier()
-    train = load_digits("train").images
     probs = class_probabilities(samples, classifier)
     histogram = class_histogram(probs)
-    nn_distances = nearest_neighbour_distances(samples, train)
+    features, held_out = classifier.features(samples), classifier.features(load_digits("test").images)
+    kid_value, kid_se = kid(features, held_out)
+    nn_distances = nearest_neighbour_distances(samples, load_digits("train").images)
     return {"n": samples.shape[0],
             "confident_fraction": confident_fraction(probs),
             "class_histogram": histogram.tolist(),
             "class_entropy": entropy(histogram),
-            "frechet_distance": frechet_distance(classifier.features(samples), classifier.features(train)),
+            "kid": kid_value, "kid_se": kid_se,
+            "frechet_distance": frechet_distance(features, held_out),
             "nn_distance_mean": nn_distances.mean().item(),
             "nn_distance_min": nn_distances.min().item()}
 
 
-def real_data_floor(n: int, seed: int = 0, classifier: nn.Module | None = None) -> dict:
-    """``evaluate_samples`` on n real test images (a seeded random subset): what a perfect generator scores.
+def balanced_subset(labels: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """Indices of n items with the classes taking turns (0, 1, ..., 9, 0, 1, ...), each class's items in a
+    seeded random order: the class counts of the course's conditional samples (labels = arange(n) % 10)."""
+    per_class = math.ceil(n / NUM_CLASSES)
+    order = torch.randperm(len(labels), generator=generator)
+    columns = [order[labels[order] == k][:per_class] for k in range(NUM_CLASSES)]
+    return torch.stack(columns, dim=1).flatten()[:n]
 
-    The test images come from the data distribution but were never trained on, so their Fréchet
-    distance is the floor set by having only n samples, and their nearest-neighbour distance is how
-    far a new digit lies from the training set. n must be between 2 and the test split's size (359).
+
+def real_data_reference(n: int, seed: int = 0, classifier: nn.Module | None = None) -> dict:
+    """What real digits score on ``evaluate_samples``'s metrics at the same n: the yardstick of a perfect generator.
+
+    KID and the Fréchet distance: n training images against the test split, as the samples are: a model
+    that had learnt its training distribution exactly would score like them. The n images are
+    class-balanced (``balanced_subset``), like the course's conditional samples: a random subset's
+    uneven class counts would add their own distance (at n = 200, Fréchet 8.4 on average instead of 5.9).
+    Confident fraction, class entropy and nearest-neighbour distances: min(n, 359) test images (a seeded
+    random subset), which neither the model nor the classifier saw, against the training set: how far a
+    new digit lies. The values move with ``seed`` (the subsets drawn); that spread is the resolution of
+    any comparison. n must lie between 2 * KID_SUBSETS and 1260 (126 of each digit: the rarest in the train split).
     """
-    test = load_digits("test").images
-    if not 2 <= n <= len(test):
-        raise ValueError(f"n must lie between 2 and {len(test)} (the size of the digits test split), got {n}")
-    pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:n]
-    return evaluate_samples(test[pick], classifier)
+    train, test = load_digits("train"), load_digits("test").images
+    largest = NUM_CLASSES * int(torch.bincount(train.labels).min())
+    if not 2 * KID_SUBSETS <= n <= largest:
+        raise ValueError(f"n must lie between {2 * KID_SUBSETS} and {largest} (class-balanced subsets of the digits "
+                         f"train split), got {n}")
+    generator = torch.Generator().manual_seed(seed)
+    from_train = evaluate_samples(train.images[balanced_subset(train.labels, n, generator)], classifier)
+    from_test = evaluate_samples(test[torch.randperm(len(test), generator=generator)[:n]], classifier)
+    return {**from_test, "n": n, **{key: from_train[key] for key in ("kid", "kid_se", "frechet_distance")}}
 
 
 REPORT_ROWS = (("confident_fraction", "confident fraction (p_max >= 0.9)", "higher is better"),
                ("class_entropy", "class entropy [nats]", f"log 10 = {math.log(10):.3f} is balanced"),
-               ("frechet_distance", "Fréchet distance to train features", "lower is better"),
+               ("kid", "KID vs test features (± SE)", "lower is better; 0 = same distribution"),
+               ("frechet_distance", "Fréchet distance to test features", "lower is better (at equal n)"),
                ("nn_distance_mean", "mean distance to nearest train image", "much lower than real = copies"),
                ("nn_distance_min", "min distance to nearest train image", "0 = an exact copy"))
 
 
 def report(samples: torch.Tensor, seed: int = 0) -> str:
-    """A table of every metric for the samples beside the same metric for as many real test images."""
+    """A table of every metric for the samples beside the same metric for real digits (``real_data_reference``)."""
     ours = evaluate_samples(samples)
-    real = real_data_floor(min(ours["n"], len(load_digits("test"))), seed)
-    lines = [f"{'metric':38s} {'samples':>9s} {'real':>9s}   (n = {ours['n']} samples, {real['n']} real)"]
+    real = real_data_reference(ours["n"], seed)
+    lines = [f"{'metric':38s} {'samples':>14s} {'real':>14s}   (n = {ours['n']} samples, {real['n']} real)"]
     for key, label, meaning in REPORT_ROWS:
-        lines.append(f"{label:38s} {ours[key]:9.3f} {real[key]:9.3f}   {meaning}")
+        if key == "kid":
+            cells = [f"{r['kid']:.1f} ± {r['kid_se']:.1f}" for r in (ours, real)]
+        else:
+            cells = [f"{r[key]:14.3f}" for r in (ours, real)]
+        lines.append(f"{label:38s} {cells[0]:>14s} {cells[1]:>14s}   {meaning}")
     return "\n".join(lines)
 
 
@@ -308,3 +387,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+real_data_floor = real_data_reference   # the earlier name, still used by notebook 07 and benchmarks/samplers.py

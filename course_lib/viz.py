@@ -13,16 +13,26 @@ def to_display(images: torch.Tensor) -> torch.Tensor:
     return ((images.detach().float().cpu() + 1) / 2).clamp(0, 1)
 
 
-def image_grid(images: torch.Tensor, ncols: int | None = None, pad: int = 1) -> np.ndarray:
-    """Tile (N, C, H, W) images in [-1, 1] into one (rows*H, cols*W, C) array in [0, 1] for imshow."""
+def image_grid(images: torch.Tensor, ncols: int | None = None, pad: int = 1, scale: int = 1,
+               pad_value: float = 1.0) -> np.ndarray:
+    """Tile (N, C, H, W) images in [-1, 1] into one array in [0, 1] for imshow or a PNG file.
+
+    Each image is enlarged ``scale`` times by nearest neighbour (every pixel becomes a sharp
+    scale x scale square, no blur), then the tiles are laid out row by row, ``ncols`` per row (default: a
+    square), with ``pad`` pixels of ``pad_value`` between them. Shape (rows*(scale H + pad) - pad,
+    cols*(scale W + pad) - pad, C).
+    """
     require_tensor(images, "images")
     if images.ndim != 4:
         raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
+    if not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive int, got {scale!r}")
     n, c, h, w = images.shape
+    h, w = h * scale, w * scale
     ncols = ncols or int(np.ceil(np.sqrt(n)))
     nrows = int(np.ceil(n / ncols))
-    grid = np.ones((nrows * (h + pad) - pad, ncols * (w + pad) - pad, c), dtype=np.float32)
-    pixels = to_display(images).permute(0, 2, 3, 1).numpy()
+    grid = np.full((nrows * (h + pad) - pad, ncols * (w + pad) - pad, c), pad_value, dtype=np.float32)
+    pixels = to_display(images).permute(0, 2, 3, 1).numpy().repeat(scale, axis=1).repeat(scale, axis=2)
     for i in range(n):
         r, col = divmod(i, ncols)
         grid[r * (h + pad): r * (h + pad) + h, col * (w + pad): col * (w + pad) + w] = pixels[i]

@@ -59,10 +59,35 @@ def test_sample_npy_is_float32_in_unit_range_and_seeded(tmp_path, checkpoints):
     assert np.array_equal(images, np.load(second))
 
 
-def test_sample_png_is_an_image_grid(tmp_path, checkpoints):
+def test_sample_png_is_an_enlarged_image_grid(tmp_path, checkpoints):
     out = tmp_path / "grid.png"
     assert run("sample", "--checkpoint", checkpoints[0], "--n", 4, "--sampler", "ddpm", "--out", out) == 0
-    assert np.asarray(Image.open(out)).shape == (2 * 8 + 1, 2 * 8 + 1)
+    grid = np.asarray(Image.open(out))
+    assert grid.shape == (2 * 64 + 2, 2 * 64 + 2), "8x8 digits enlarged 8 times, a 2-pixel separator"
+    assert np.all(grid[64:66] == 128) and np.all(grid[:, 64:66] == 128), "grey separators"
+    block = grid[:8, :8]
+    assert np.all(block == block[0, 0]), "nearest neighbour: each pixel a uniform 8x8 block"
+    assert run("sample", "--checkpoint", checkpoints[0], "--n", 4, "--sampler", "ddpm", "--scale", 3,
+               "--out", out, "--seed", 1) == 0
+    assert np.asarray(Image.open(out)).shape == (2 * 24 + 2, 2 * 24 + 2)
+
+
+def test_label_all_draws_one_row_per_class(tmp_path, checkpoints, capsys):
+    grid, array = tmp_path / "all.png", tmp_path / "all.npy"
+    for out in (grid, array):
+        assert run("sample", "--checkpoint", checkpoints[0], "--n", 3, "--steps", 2, "--label", "all",
+                   "--out", out) == 0
+    assert np.asarray(Image.open(grid)).shape == (10 * 64 + 9 * 2, 3 * 64 + 2 * 2)
+    assert np.load(array).shape == (30, 1, 8, 8)
+    assert "one per label: 0, 1, 2" in capsys.readouterr().out
+    listed, single = tmp_path / "listed.npy", tmp_path / "single.npy"
+    assert run("sample", "--checkpoint", checkpoints[0], "--n", 2, "--steps", 2, "--label", 7, 1,
+               "--out", listed, "--seed", 4) == 0
+    assert run("sample", "--checkpoint", checkpoints[0], "--n", 2, "--steps", 2, "--label", 7,
+               "--out", single, "--seed", 4) == 0
+    assert np.load(listed).shape == (4, 1, 8, 8)
+    # Batches of different sizes round differently in float32; the order is what is tested.
+    assert np.allclose(np.load(listed)[:2], np.load(single), atol=1e-3), "rows in the order the labels were given"
 
 
 def test_guidance_zero_is_unconditional_and_one_is_conditional(tmp_path, checkpoints):
@@ -86,10 +111,13 @@ def test_guidance_zero_is_unconditional_and_one_is_conditional(tmp_path, checkpo
     (["train", "--dataset", "digits"], "give a budget"),
     (["train", "--steps", 0], "steps must be >= 1, got 0"),
     (["train", "--steps", 1, "--lr", -1], "lr must be > 0"),
+    (["train", "--steps", 1, "--threads", 0], "--threads must be >= 1"),
     (["train", "--steps", 1, "--resume"], "no checkpoint"),
     (["sample", "--checkpoint", "missing.pt"], "no checkpoint file at"),
     (["sample", "--checkpoint", "UNCOND", "--label", 1], "unconditional model"),
     (["sample", "--checkpoint", "COND", "--label", 10], "--label must lie in 0..9"),
+    (["sample", "--checkpoint", "COND", "--label", 1, "seven"], "--label takes class numbers"),
+    (["sample", "--checkpoint", "COND", "--scale", 0], "--scale must be >= 1"),
     (["sample", "--checkpoint", "COND", "--n", 0], "--n must be >= 1"),
     (["sample", "--checkpoint", "COND", "--guidance", 2], "--guidance needs --label"),
     (["sample", "--checkpoint", "COND", "--sampler", "ddpm", "--steps", 5], "--sampler ddim"),

@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from course_lib import metrics
 from course_lib.data import load_digits
@@ -94,35 +95,100 @@ def test_nearest_neighbour_distance_is_zero_for_copies():
     assert torch.allclose(metrics.nearest_neighbour_distances(shifted, train[:5]), torch.full((5,), 0.8, dtype=torch.float64))
 
 
+# ---------------------------------------------------------------- KID
+def test_mmd2_unbiased_matches_the_pairwise_sums():
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(6, 3, generator=generator, dtype=torch.float64), torch.randn(5, 3, generator=generator, dtype=torch.float64)
+    k = lambda x, y: (x @ y / 3 + 1) ** 3
+    within_a = sum(k(a[i], a[j]) for i in range(6) for j in range(6) if i != j) / 30
+    within_b = sum(k(b[i], b[j]) for i in range(5) for j in range(5) if i != j) / 20
+    across = sum(k(a[i], b[j]) for i in range(6) for j in range(5)) / 30
+    kernels = [metrics.polynomial_kernel(x, y) for x, y in ((a, a), (b, b), (a, b))]
+    assert metrics.mmd2_unbiased(*kernels) == pytest.approx((within_a + within_b - 2 * across).item(), rel=1e-12)
+    value, se = metrics.kid(a.repeat(4, 1), b.repeat(4, 1), subsets=2)
+    assert se >= 0 and value == pytest.approx(metrics.mmd2_unbiased(*[metrics.polynomial_kernel(x, y) for x, y in
+                                                                      ((a.repeat(4, 1),) * 2, (b.repeat(4, 1),) * 2,
+                                                                       (a.repeat(4, 1), b.repeat(4, 1)))]))
+
+
+def test_kid_of_two_disjoint_real_subsets_is_zero_within_its_standard_error(classifier):
+    features = classifier.features(load_digits("test").images).detach()
+    for seed in range(3):
+        order = torch.randperm(len(features), generator=torch.Generator().manual_seed(seed))
+        value, se = metrics.kid(features[order[:179]], features[order[179:358]], seed=seed)
+        assert abs(value) <= 2 * se, (seed, value, se)
+
+
+def test_real_digits_beat_noise_blur_and_model_samples_on_kid(classifier):
+    from course_lib.sampling import sample
+    from course_lib.training import load_checkpoint
+
+    test = load_digits("test").images[:200]
+    real = metrics.real_data_reference(200)
+    worse = {"uniform noise": noise(200), "blurred test digits": F.avg_pool2d(test, 3, stride=1, padding=1),
+             "shuffled pixels": test.flatten(1)[:, torch.randperm(64)].reshape(test.shape)}
+    model, schedule, _ = load_checkpoint()
+    labels = torch.arange(200) % 10
+    tie = {}
+    for steps, group in ((1, worse), (50, tie)):      # one DDIM step leaves blurry averages; 50 give good digits
+        for name, kwargs in (("conditional", {"y": labels}), ("unconditional", {})):
+            group[f"shipped model, {name}, DDIM {steps}"] = sample(
+                model, schedule, (200, 1, 8, 8), sampler="ddim", steps=steps, seed=0, clip_x0=True, progress=False,
+                model_kwargs=kwargs).images
+    for name, images in worse.items():
+        scores = metrics.evaluate_samples(images, classifier)
+        assert real["kid"] + 2 * real["kid_se"] < scores["kid"] - 2 * scores["kid_se"], name
+        assert real["frechet_distance"] < scores["frechet_distance"], name
+    for name, images in tie.items():    # a well-trained model may tie with real digits, but not beat them beyond noise
+        scores = metrics.evaluate_samples(images, classifier)
+        assert real["kid"] < scores["kid"] + 2 * (scores["kid_se"] + real["kid_se"]), name
+
+
 # ---------------------------------------------------------------- evaluation
-def test_noise_scores_worse_than_real_test_digits(classifier):
-    real, random = metrics.real_data_floor(200), metrics.evaluate_samples(noise(200), classifier)
+def test_noise_scores_worse_than_real_digits(classifier):
+    real, random = metrics.real_data_reference(200), metrics.evaluate_samples(noise(200), classifier)
     assert real["n"] == random["n"] == 200
     assert real["confident_fraction"] >= 0.9 > 0.1 >= random["confident_fraction"]
     assert real["class_entropy"] > 2.0 > random["class_entropy"]
     assert random["frechet_distance"] > 10 * real["frechet_distance"]
+    assert random["kid"] > 10 * (abs(real["kid"]) + real["kid_se"])
     assert random["nn_distance_mean"] > 2 * real["nn_distance_mean"]
     assert sum(real["class_histogram"]) == pytest.approx(1.0)
 
 
-def test_training_images_show_as_memorised(classifier):
-    copies = metrics.evaluate_samples(load_digits("train").images[:100], classifier)
-    assert copies["nn_distance_mean"] == 0 and copies["nn_distance_min"] == 0
-    assert metrics.real_data_floor(100)["nn_distance_min"] > 0
+def test_distribution_metrics_compare_with_held_out_digits(classifier):
+    train, test = load_digits("train").images, load_digits("test").images
+    copies = metrics.evaluate_samples(train[:100], classifier)
+    assert copies["nn_distance_mean"] == 0 and copies["nn_distance_min"] == 0, "memorisation: against the training set"
+    assert metrics.real_data_reference(100)["nn_distance_min"] > 0
+    held_out = metrics.evaluate_samples(test, classifier)
+    assert held_out["frechet_distance"] < 1e-6 and held_out["kid"] < 0.01 * copies["kid_se"] + 1e-6, \
+        "the whole test split against itself: the reference set is the test split"
 
 
 def test_evaluation_is_deterministic_and_validates_input(classifier):
-    assert metrics.real_data_floor(50, seed=1) == metrics.real_data_floor(50, seed=1)
-    assert metrics.real_data_floor(50, seed=1) != metrics.real_data_floor(50, seed=2)
+    assert metrics.real_data_reference(50, seed=1) == metrics.real_data_reference(50, seed=1)
+    assert metrics.real_data_reference(50, seed=1) != metrics.real_data_reference(50, seed=2)
     with pytest.raises(ValueError, match=r"\(N, 1, 8, 8\)"):
         metrics.evaluate_samples(torch.zeros(4, 1, 28, 28))
-    with pytest.raises(ValueError, match="between 2 and 359"):
-        metrics.real_data_floor(1000)
+    with pytest.raises(ValueError, match="at least 20"):
+        metrics.evaluate_samples(torch.zeros(19, 1, 8, 8))
+    with pytest.raises(ValueError, match="between 20 and 1260"):
+        metrics.real_data_reference(2000)
     with pytest.raises(TypeError, match="floating-point"):
-        metrics.evaluate_samples(torch.zeros(4, 1, 8, 8, dtype=torch.int64))
+        metrics.evaluate_samples(torch.zeros(40, 1, 8, 8, dtype=torch.int64))
 
 
 def test_report_lists_samples_beside_real(classifier):
     text = metrics.report(noise(30))
-    assert "n = 30 samples, 30 real" in text and "Fréchet" in text
+    assert "n = 30 samples, 30 real" in text and "Fréchet" in text and "KID" in text
     assert len(text.splitlines()) == 1 + len(metrics.REPORT_ROWS)
+
+
+def test_balanced_subset_lets_the_classes_take_turns():
+    labels = load_digits("train").labels
+    picks = metrics.balanced_subset(labels, 25, torch.Generator().manual_seed(0))
+    assert labels[picks].tolist() == list(range(10)) * 2 + list(range(5))
+    assert len(set(picks.tolist())) == 25
+    other = metrics.balanced_subset(labels, 25, torch.Generator().manual_seed(1))
+    assert not torch.equal(picks, other)

@@ -60,6 +60,36 @@ def test_loss_passes_labels_and_draws_t_and_noise_from_the_generator():
 
 
 # ---------------------------------------------------------------- label dropout
+@pytest.mark.parametrize("parameterization", ["eps", "x0", "v"])
+def test_min_snr_weights_are_the_clipped_snr_on_the_x0_error(parameterization):
+    """Hang et al. 2023: each weight turns its target's squared error into min(SNR_t, gamma) ||x0 - x0_hat||^2."""
+    from course_lib.forward import x0_from_eps, x0_from_v
+
+    schedule = NoiseSchedule.cosine(1000)
+    t = torch.tensor([0, 30, 300, 700, 999])
+    x0, noise = _randn(5, 1, 4, 4, seed=0).double(), _randn(5, 1, 4, 4, seed=1).double()
+    x_t = q_sample(x0, t, noise, schedule)
+    output = _randn(5, 1, 4, 4, seed=2).double()
+    x0_hat = {"eps": lambda: x0_from_eps(x_t, t, output, schedule), "x0": lambda: output,
+              "v": lambda: x0_from_v(x_t, t, output, schedule)}[parameterization]()
+    target = training.loss_target(x0, noise, t, schedule, parameterization)
+    weighted = training.loss_weights(t, schedule, parameterization, "min_snr").double() \
+        * ((output - target) ** 2).flatten(1).sum(1)
+    clipped_snr = schedule.snr[t].clamp(max=training.MIN_SNR_GAMMA)
+    assert torch.allclose(weighted, clipped_snr * ((x0 - x0_hat) ** 2).flatten(1).sum(1), rtol=1e-4)
+    assert torch.equal(training.loss_weights(t, schedule, parameterization, "uniform"), torch.ones(5))
+
+
+def test_weighted_loss_is_the_weighted_mean_of_per_example_errors():
+    schedule = NoiseSchedule.cosine(1000)
+    x0, noise, t = _randn(3, 1, 4, 4, seed=0), _randn(3, 1, 4, 4, seed=1), torch.tensor([1, 500, 999])
+    model = FixedOutput(_randn(3, 1, 4, 4, seed=2))
+    per_example = ((model.output - noise) ** 2).flatten(1).mean(1)
+    expected = (training.loss_weights(t, schedule, "eps", "min_snr") * per_example).mean()
+    assert torch.allclose(diffusion_loss(model, x0, schedule, t=t, noise=noise, weighting="min_snr"), expected)
+    assert torch.allclose(diffusion_loss(model, x0, schedule, t=t, noise=noise), per_example.mean())
+
+
 def test_drop_labels_replaces_a_fraction_p_by_the_null_class():
     y = torch.arange(20000) % 10
     dropped = drop_labels(y, 0.2, 10, torch.Generator().manual_seed(0))
@@ -105,7 +135,7 @@ RUN_OPTIONS = ("checkpoint", "resume", "export", "dataset_name", "command", "pro
 def _train(digits, **kwargs):
     settings = {**dict(unet=TINY, batch_size=32, lr=3e-3, seed=0, schedule="linear", T=50), **kwargs}
     run = {name: settings.pop(name) for name in RUN_OPTIONS if name in settings}
-    return train(TrainConfig(**settings), digits, progress=False, **run)
+    return train(TrainConfig(**settings), digits, **{"progress": False, **run})
 
 
 def test_loss_decreases_on_a_tiny_problem(digits):
@@ -180,6 +210,40 @@ def test_budget_and_labels_are_checked(digits):
         _train(unlabelled, steps=1)
     assert _train(unlabelled, steps=2, unet=UNetConfig(base_channels=8, channel_mults=(1,))).step == 2
     assert _train(digits, max_seconds=0.5).step >= 1
+
+
+class RecordingBar:
+    """Stands in for tqdm.auto.tqdm and records what the bar showed when it was closed."""
+    closed = []
+
+    def __init__(self, total=None, initial=0, desc="", **kwargs):
+        self.total, self.n, self.desc = total, initial, desc
+
+    def update(self, n=1):
+        self.n += n
+
+    def set_postfix(self, *args, **kwargs):
+        pass
+
+    def set_description_str(self, desc):
+        self.desc = desc
+
+    def close(self):
+        RecordingBar.closed.append({"n": self.n, "total": self.total, "desc": self.desc})
+
+
+@pytest.mark.parametrize("steps", [None, 10 ** 6])
+def test_a_run_stopped_by_its_time_budget_closes_its_bar_complete(digits, monkeypatch, steps):
+    import tqdm.auto
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", RecordingBar)
+    RecordingBar.closed.clear()
+    result = _train(digits, steps=steps, max_seconds=0.3, progress=True)
+    bar = RecordingBar.closed[-1]
+    assert bar["n"] == bar["total"] == result.step, "a full bar: the run did what was asked"
+    assert bar["desc"] == "training stopped after 0.3 s as asked"
+    _train(digits, steps=3, max_seconds=60, progress=True)
+    assert RecordingBar.closed[-1] == {"n": 3, "total": 3, "desc": "training"}, "a step budget keeps its wording"
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -18,6 +18,17 @@ def test_image_grid_places_each_image_in_its_tile():
     assert np.all(grid[2] == 1.0), "padding is white"
 
 
+def test_image_grid_enlarges_by_nearest_neighbour_with_thin_separators():
+    images = torch.tensor([[[[-1.0, 1.0], [1.0, -1.0]]], [[[0.0, 0.0], [0.0, 0.0]]]])   # (2, 1, 2, 2)
+    grid = image_grid(images, ncols=2, pad=2, scale=3, pad_value=0.25)
+    assert grid.shape == (6, 3 * 2 + 2 + 3 * 2, 1)
+    assert np.all(grid[:3, :3] == 0.0) and np.all(grid[:3, 3:6] == 1.0) and np.all(grid[3:, :3] == 1.0)
+    assert np.all(grid[:, 6:8] == 0.25), "a separator two pixels wide, whatever the scale"
+    assert np.all(grid[:, 8:] == 0.5)
+    with pytest.raises(ValueError, match="scale"):
+        image_grid(images, scale=0)
+
+
 @pytest.mark.parametrize("bad, error", [(np.zeros((2, 1, 4, 4)), TypeError), (torch.zeros(1, 4, 4), ValueError)])
 def test_bad_images_are_named(bad, error):
     with pytest.raises(error, match="images"):
