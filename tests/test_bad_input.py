@@ -194,7 +194,7 @@ def test_force_starts_afresh_and_resume_refuses_changed_settings(workspace, tmp_
     assert trained != b"old run"
     # D3: a resumed run must not silently keep the old learning rate while recording the new one.
     status, stderr = _run_in_process(["train", "--out", str(out), "--resume", "--steps", "2", "--lr", "0.01", *tiny])
-    assert status == 2 and "lr=0.001" in stderr and "0.01" in stderr and len(stderr.strip().splitlines()) == 1
+    assert status == 2 and "lr=0.002" in stderr and "0.01" in stderr and len(stderr.strip().splitlines()) == 1
     assert out.read_bytes() == trained
 
 
