@@ -222,10 +222,14 @@ def build(solutions_dir: Path, notebooks_dir: Path, check: bool = False) -> list
 def execute_solutions(solutions_dir: Path, names: list[str] | None = None, timeout: int = 600) -> None:
     """Run solution notebooks top to bottom and store their outputs (the instructors' reference figures).
 
-    names: notebook names or prefixes ("01", "03_unet"); every notebook when empty. The stored widget
-    state is dropped: it adds hundreds of kilobytes per notebook, and the widgets re-render when run.
+    names: notebook names or prefixes ("01", "03_unet"); every notebook when empty. Each widget output is
+    replaced by what it showed at the end of the run (``stored_outputs.freeze_widgets``: an interact's
+    figure, a progress bar's final line), then the widget state is dropped: it adds hundreds of kilobytes
+    per notebook, and the widgets re-render when run. Every notebook gets the same kernelspec.
     """
     from nbclient import NotebookClient
+
+    from .stored_outputs import KERNELSPEC, freeze_widgets
 
     paths = sorted(Path(solutions_dir).glob(NOTEBOOK_GLOB))
     if names:
@@ -237,5 +241,7 @@ def execute_solutions(solutions_dir: Path, names: list[str] | None = None, timeo
         notebook = nbformat.read(path, as_version=4)
         NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                        resources={"metadata": {"path": str(path.parent)}}).execute()
+        freeze_widgets(notebook)
         notebook.metadata.pop("widgets", None)
+        notebook.metadata["kernelspec"] = dict(KERNELSPEC)
         path.write_text(_notebook_text(graded_solution(notebook)), encoding="utf-8")

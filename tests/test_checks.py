@@ -120,3 +120,67 @@ def test_register_rejects_duplicates_and_single_mistakes(toy_id):
                       mistakes=[Mistake("one", _double, "")], hint="")
     with pytest.raises(ValueError, match="at least two"):
         register(lonely)
+
+
+# ---------------------------------------------------------------- exercises that update arguments in place
+def _accumulate(total, x):
+    """A training-step-like exercise: add x into total (in place, on purpose) and return x's sum."""
+    total.add_(x)
+    return x.sum().item()
+
+
+@pytest.fixture(scope="module")
+def updating_id():
+    exercise = register(Exercise(
+        id="test.accumulate", title="add into a running total", reference=_accumulate,
+        cases=lambda: [Case((torch.zeros(3), torch.arange(3.0)), label="three numbers")],
+        mistakes=[Mistake("forgets to add", lambda total, x: x.sum().item(), "hint-forgets"),
+                  Mistake("adds one too many", _adds_one_too_many, "hint-plus-one")],
+        hint="generic-hint", updates=("total",)))
+    yield exercise.id
+    del EXERCISES[exercise.id]
+
+
+def _adds_one_too_many(total, x):
+    total.add_(x + 1)
+    return x.sum().item()
+
+
+def _subtracts(total, x):
+    total.sub_(x)
+    return x.sum().item()
+
+
+def _changes_x(total, x):
+    total.add_(x)
+    x.mul_(2)
+    return x.sum().item() / 2
+
+
+@pytest.mark.parametrize("fn, expected", [
+    (_accumulate, "✅"),
+    (lambda total, x: x.sum().item(), "hint-forgets"),
+    (_adds_one_too_many, "hint-plus-one"),
+    (_subtracts, "after your function, `total` differs from the reference's"),
+    (_changes_x, "changed its input `x` in place"),
+])
+def test_updated_arguments_are_compared_with_the_reference(capsys, updating_id, fn, expected):
+    """An argument in ``updates`` must end as the reference leaves it; every other argument must stay untouched."""
+    passed, out = run(capsys, updating_id, fn)
+    assert passed == (expected == "✅")
+    assert expected in out
+
+
+NEW_EXERCISES = ["04.training_step", "05.ddpm_sample_loop", "05.skip_posterior"]
+
+
+@pytest.mark.parametrize("exercise_id", NEW_EXERCISES)
+def test_algorithm_exercises_know_five_typical_mistakes(exercise_id):
+    assert len(EXERCISES[exercise_id].mistakes) >= 5
+
+
+def test_training_step_is_judged_by_the_weights_after_the_step(capsys):
+    """Skipping optimizer.step() returns the right loss; only the updated weights give it away."""
+    passed, out = run(capsys, "04.training_step", next(m.fn for m in EXERCISES["04.training_step"].mistakes
+                                                       if m.name == "no optimizer.step()"))
+    assert not passed and "after your function, `model." in out

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
+from torch import nn
 
 
 @dataclass
@@ -50,6 +51,8 @@ class Exercise:
     time_limit: float = 10.0            # seconds for the whole set of cases
     check_dtype: bool = True
     broadcast_ok: bool = False          # accept outputs that broadcast to the expected shape
+    updates: tuple = ()                 # arguments the function must change in place (a training step's model):
+                                        # compared with the reference's after the call, exempt from the in-place check
 
 
 EXERCISES: dict[str, Exercise] = {}
@@ -175,9 +178,43 @@ def _call_with_limit(fn: Callable, case: Case, seconds: float):
         signal.signal(signal.SIGALRM, previous)
 
 
+def state_tensors(value, path: str) -> list:
+    """(path, tensor) pairs of everything an in-place update can change: tensors, modules, optimizers, objects."""
+    if isinstance(value, torch.Tensor):
+        return [(path, value.detach())]
+    if isinstance(value, nn.Module):
+        return [(f"{path}.{name}", tensor.detach()) for name, tensor in value.state_dict().items()]
+    if isinstance(value, torch.optim.Optimizer):
+        return [(f"{path}.state[{index}].{key}", tensor.detach())
+                for index, state in enumerate(value.state.values()) for key, tensor in state.items()
+                if isinstance(tensor, torch.Tensor)]
+    if isinstance(value, dict):
+        return [pair for key, item in value.items() for pair in state_tensors(item, f"{path}[{key!r}]")]
+    if isinstance(value, (list, tuple)):
+        return [pair for index, item in enumerate(value) for pair in state_tensors(item, f"{path}[{index}]")]
+    if hasattr(value, "__dict__") and not callable(value):
+        return [pair for name, item in vars(value).items() for pair in state_tensors(item, f"{path}.{name}")]
+    return []
+
+
+def updated_state_problem(mine, theirs, name: str, exercise: Exercise) -> str | None:
+    """What differs between an argument the student's function updated and the reference's, or None."""
+    got, want = state_tensors(mine, name), state_tensors(theirs, name)
+    if [path for path, _ in got] != [path for path, _ in want]:
+        return f"after your function, `{name}` does not have the reference's parts (was it replaced or re-created?)"
+    for (path, a), (_, b) in zip(got, want):
+        if a.shape != b.shape or not torch.allclose(a.double(), b.double(), rtol=exercise.rtol, atol=exercise.atol):
+            if a.shape != b.shape:
+                return f"after your function, `{path}` has shape {tuple(a.shape)} instead of {tuple(b.shape)}"
+            return (f"after your function, `{path}` differs from the reference's after one step "
+                    f"(largest difference {(a.double() - b.double()).abs().max().item():.3g})")
+    return None
+
+
 def _run_case(fn: Callable, case: Case, exercise: Exercise, deadline: float):
     """Run one case; return the result or raise _Failure with the message for the student."""
-    expected = exercise.reference(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
+    reference_case = Case(copy.deepcopy(case.args), copy.deepcopy(case.kwargs), case.label)
+    expected = exercise.reference(*reference_case.args, **reference_case.kwargs)
     student_case = Case(copy.deepcopy(case.args), copy.deepcopy(case.kwargs), case.label)
     untouched = copy.deepcopy(student_case)
     try:
@@ -190,13 +227,19 @@ def _run_case(fn: Callable, case: Case, exercise: Exercise, deadline: float):
                        f"Python loop over elements and use whole-tensor operations instead.")
     except Exception as error:  # the student's code may raise anything; report it, never re-raise
         raise _Failure(f"your function raised {type(error).__name__}: {error}", hint=True)
-    for name, before, after in _named_inputs(exercise, untouched, student_case):
-        if not _same_inputs(before, after):
+    updated = {}
+    for (name, before, after), (_, reference_after, _) in zip(_named_inputs(exercise, untouched, student_case),
+                                                              _named_inputs(exercise, reference_case, reference_case)):
+        if name in exercise.updates:
+            updated[name] = (after, reference_after)
+        elif not _same_inputs(before, after):
             raise _Failure(f"your function changed its input `{name}` in place. Use out-of-place operations "
                            f"(x = x * 2 rather than x *= 2, torch.clamp rather than clamp_).")
     problem = _compare(result, expected, exercise)
+    for name, (mine, theirs) in updated.items():
+        problem = problem or updated_state_problem(mine, theirs, name, exercise)
     if problem:
-        raise _Failure(problem, hint=True, result=result)
+        raise _Failure(problem, hint=True, result=(result, problem))
     return result
 
 
@@ -212,15 +255,26 @@ def _named_inputs(exercise: Exercise, before: Case, after: Case):
 
 
 def _matching_mistake(result, case: Case, exercise: Exercise) -> Mistake | None:
-    """The registered mistake whose output equals the student's on this case, if any."""
+    """The registered mistake whose outcome (result and problem) equals the student's on this case, if any."""
     for mistake in exercise.mistakes:
         try:
-            wrong = mistake.fn(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
+            _run_case(mistake.fn, case, exercise, time.perf_counter() + exercise.time_limit)
+        except _Failure as failure:
+            if failure.result is not _NO_RESULT and _same_outcome(result, failure.result, exercise):
+                return mistake
         except Exception:  # a mistake may be undefined on some inputs; it simply does not match there
             continue
-        if _compare(result, wrong, exercise) is None:
-            return mistake
     return None
+
+
+def _same_outcome(mine, theirs, exercise: Exercise) -> bool:
+    """(result, problem) pairs: the same problem in words and results that match each other."""
+    if mine[1] != theirs[1]:
+        return False
+    try:
+        return _compare(mine[0], theirs[0], exercise) is None
+    except Exception:  # an odd result simply matches no mistake
+        return False
 
 
 # --- grading hook (helper `tooling`, issue 15) ---------------------------------------------------

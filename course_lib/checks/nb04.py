@@ -1,9 +1,9 @@
-"""Exercises of notebook 04, training: timesteps, the L_simple loss, the EMA update, label dropout."""
+"""Exercises of notebook 04, training: timesteps, the L_simple loss, the EMA update, one training step, label dropout."""
 from __future__ import annotations
 
 import torch
 
-from .. import training
+from .. import training, unet
 from ..forward import q_sample
 from ..schedules import NoiseSchedule
 from ._framework import Case, Exercise, Mistake, register, seeded_generator, seeded_randn
@@ -82,9 +82,9 @@ register(Exercise(
 
 
 # ---------------------------------------------------------------- EMA
-def ema_update(ema_params: list, params: list, beta: float) -> list:
-    """theta_ema <- beta theta_ema + (1 - beta) theta, for each pair of tensors; returns new tensors."""
-    return [beta * e + (1 - beta) * p for e, p in zip(ema_params, params)]
+def ema_update(ema_params: list, params: list, decay: float) -> list:
+    """theta_ema <- rho theta_ema + (1 - rho) theta (rho = decay), for each pair of tensors; returns new tensors."""
+    return [decay * e + (1 - decay) * p for e, p in zip(ema_params, params)]
 
 
 def _ema_cases():
@@ -109,6 +109,95 @@ register(Exercise(
                 "The new weights enter with the factor (1 - beta): the two factors must add up to 1."),
     ],
     hint="Return [beta * e + (1 - beta) * p for e, p in zip(ema_params, params)].",
+))
+
+
+# ---------------------------------------------------------------- one training step (Alg. 1)
+def training_step(model, ema, optimizer, x0, schedule, generator) -> float:
+    """One DDPM training step (Ho et al. 2020, Alg. 1); model, optimizer and ema are updated in place.
+
+    t = randint(0, T, (B,), generator), then noise = randn(x0.shape, generator); L_simple through the library's
+    diffusion_loss; zero_grad, backward, step; ema.update(model). Returns the loss before the step as a float.
+    """
+    t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator)
+    noise = torch.randn(x0.shape, generator=generator)
+    loss = training.diffusion_loss(model, x0, schedule, t=t, noise=noise)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    ema.update(model)
+    return loss.item()
+
+
+def _step_cases():
+    cases = []
+    for seed, channels, schedule, label in [
+            (0, 1, NoiseSchedule.cosine(1000), "a small U-Net, cosine T=1000"),
+            (1, 1, NoiseSchedule.linear(T=50, beta_start=0.01, beta_end=0.3), "linear T=50"),
+            (2, 3, NoiseSchedule.cosine(100), "RGB images, cosine T=100")]:
+        torch.manual_seed(seed)
+        model = unet.UNet(in_channels=channels, base_channels=8, channel_mults=(1,), attention=False)
+        ema = training.EMA(model, beta=0.9)
+        with torch.no_grad():       # the average lags the weights, as after earlier steps: an EMA mistake shows
+            for parameter in model.parameters():
+                parameter.add_(0.05 * seeded_randn(*parameter.shape, seed=seed + 30))
+        cases.append(Case((model, ema, torch.optim.AdamW(model.parameters(), lr=1e-2),
+                           seeded_randn(4, channels, 8, 8, seed=seed + 10).clamp(-1, 1), schedule,
+                           seeded_generator(seed + 20)), label=label))
+    return cases
+
+
+def _step_with(order="t first", step=True, ema="after", target="noise", one_t=False):
+    def wrong(model, ema_, optimizer, x0, schedule, generator):
+        if order == "t first":
+            t = torch.randint(0, schedule.T, (1 if one_t else x0.shape[0],), generator=generator).expand(x0.shape[0])
+            noise = torch.randn(x0.shape, generator=generator)
+        else:
+            noise = torch.randn(x0.shape, generator=generator)
+            t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator)
+        prediction = model(q_sample(x0, t, noise, schedule), t)
+        loss = ((prediction - (noise if target == "noise" else x0)) ** 2).mean()
+        if ema == "before":
+            ema_.update(model)
+        optimizer.zero_grad()
+        loss.backward()
+        if step:
+            optimizer.step()
+        if ema == "after":
+            ema_.update(model)
+        return loss.item()
+    return wrong
+
+
+register(Exercise(
+    id="04.training_step",
+    title="one training step (DDPM Algorithm 1)",
+    reference=training_step,
+    cases=_step_cases,
+    mistakes=[
+        Mistake("no optimizer.step()", _step_with(step=False),
+                "The gradients were computed but never used: call optimizer.step() after loss.backward(), or the "
+                "weights do not move."),
+        Mistake("no EMA update", _step_with(ema="none"),
+                "The average must follow the model: call ema.update(model) after optimizer.step()."),
+        Mistake("EMA before the optimizer step", _step_with(ema="before"),
+                "Update the EMA after optimizer.step(): before it, the average absorbs the old weights and lags "
+                "one step behind."),
+        Mistake("noise drawn before t", _step_with(order="noise first"),
+                "Draw t first, then the noise: the generator hands out its numbers in order, so swapping the two "
+                "draws gives other timesteps and other noise than the check's (and the docstring's) recipe."),
+        Mistake("x0 as the target", _step_with(target="x0"),
+                "The network predicts the noise: the loss compares model(x_t, t) with `noise`, not with x0."),
+        Mistake("one t for the batch", _step_with(one_t=True),
+                "Draw one timestep per image, torch.randint(0, schedule.T, (B,), generator=generator), not one "
+                "for the whole batch."),
+    ],
+    hint="t = torch.randint(0, schedule.T, (B,), generator=generator); noise = torch.randn(x0.shape, generator=generator); "
+         "loss = ((model(forward.q_sample(x0, t, noise, schedule), t) - noise) ** 2).mean(); optimizer.zero_grad(); "
+         "loss.backward(); optimizer.step(); ema.update(model); return loss.item().",
+    updates=("model", "ema", "optimizer"),
+    rtol=1e-4, atol=1e-6,
+    time_limit=30.0,                    # a cold start builds the optimizer machinery first (seconds on a busy CPU)
 ))
 
 

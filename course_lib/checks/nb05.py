@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from .. import ddim
+from .. import ddim, sampling
+from ..toy import GaussianMixture
 from ..schedules import NoiseSchedule
-from ._framework import Case, Exercise, Mistake, register, seeded_randn
+from ._framework import Case, Exercise, Mistake, register, seeded_generator, seeded_randn
 
 
 
@@ -180,4 +181,148 @@ register(Exercise(
     hint="cos_theta = (z0 * z1).sum() / (z0.norm() * z1.norm()); theta = torch.arccos(cos_theta); return "
          "(sin((1 - alpha) theta) z0 + sin(alpha theta) z1) / sin(theta).",
     rtol=1e-4, atol=1e-5,
+))
+
+
+# ---------------------------------------------------------------- the DDPM sampling loop (Alg. 2)
+def ddpm_sample_loop(model, schedule, x_T, generator):
+    """DDPM ancestral sampling from x_T with the library's sampler: ddpm_step at code indices T-1, ..., 0."""
+    return sampling.sample(model, schedule, tuple(x_T.shape), sampler="ddpm", x_T=x_T, seed=generator,
+                           progress=False).images
+
+
+def _wavy_model(x_t, t):
+    """A fixed stand-in for a network that depends on x_t and on t, so every loop mistake changes the result."""
+    return 0.4 * x_t + 0.3 * torch.sin(0.05 * t.to(x_t.dtype)).reshape(-1, *([1] * (x_t.ndim - 1)))
+
+
+def _ring_model(schedule):
+    ring = GaussianMixture.ring(k=4, radius=1.5, std=0.2)
+    return lambda x_t, t: ring.eps(x_t, t, schedule)
+
+
+def _loop_cases():
+    coarse = NoiseSchedule.linear(T=20, beta_start=0.01, beta_end=0.3)
+    cosine = NoiseSchedule.cosine(T=60)
+    return [Case((_wavy_model, coarse, seeded_randn(3, 1, 4, 4, seed=1), seeded_generator(2)),
+                 label="a stand-in model, coarse linear schedule T=20"),
+            Case((_ring_model(cosine), cosine, seeded_randn(64, 2, seed=3), seeded_generator(4)),
+                 label="the exact noise of a 2-D mixture, cosine T=60"),
+            Case((_wavy_model, NoiseSchedule.cosine(T=1000), seeded_randn(2, 1, 2, 2, seed=5), seeded_generator(6)),
+                 label="cosine T=1000")]
+
+
+def _loop_with(order="down", model_step=0, stop=0, noise="fresh", calls="every step"):
+    def wrong(model, schedule, x_T, generator):
+        x, T = x_T, schedule.T
+        indices = range(T - 1, stop - 1, -1) if order == "down" else range(0, T)
+        eps, z = None, None
+        for t in indices:
+            if eps is None or calls == "every step":
+                eps = model(x, torch.full((x.shape[0],), t + model_step, dtype=torch.int64))
+            if noise == "none":
+                x = sampling.ddpm_step(x, t, eps, schedule, noise=torch.zeros_like(x))
+            elif noise == "once":
+                z = torch.randn(x.shape, generator=generator) if z is None else z
+                x = sampling.ddpm_step(x, t, eps, schedule, noise=z)
+            else:
+                x = sampling.ddpm_step(x, t, eps, schedule, generator=generator)
+        return x
+    return wrong
+
+
+register(Exercise(
+    id="05.ddpm_sample_loop",
+    title="the DDPM sampling loop (Algorithm 2)",
+    reference=ddpm_sample_loop,
+    cases=_loop_cases,
+    mistakes=[
+        Mistake("stops before the last step", _loop_with(stop=1),
+                "Your loop stops one step early: the last step is code index 0 (step 1), which turns x_1 into x_0. "
+                "range(schedule.T - 1, -1, -1) includes 0; range(T - 1, 0, -1) does not."),
+        Mistake("runs upwards", _loop_with(order="up"),
+                "Sampling runs the reverse process: from the noisiest index T - 1 down to 0, "
+                "range(schedule.T - 1, -1, -1). Counting up starts the denoising at an almost clean step."),
+        Mistake("1-based t for the model", _loop_with(model_step=1),
+                "The model takes the code index, the same t you hand to ddpm_step (0..T-1): "
+                "model(x, torch.full((B,), t)), not t + 1."),
+        Mistake("no fresh noise", _loop_with(noise="none"),
+                "Without noise the loop only follows the posterior means: Algorithm 2 adds sigma_t z with fresh "
+                "z ~ N(0, I) at every step. Let ddpm_step draw it: ddpm_step(x, t, eps, schedule, generator=generator)."),
+        Mistake("the same noise at every step", _loop_with(noise="once"),
+                "You drew z once and reused it: each step needs fresh noise. Pass generator=generator to every "
+                "ddpm_step call and let it draw."),
+        Mistake("one model call for the whole run", _loop_with(calls="once"),
+                "The network must be asked again at every step, eps = model(x, t) with the current x and t: its "
+                "prediction for x_T says nothing about the noise in x_500."),
+    ],
+    hint="x = x_T; for t in range(schedule.T - 1, -1, -1): eps = model(x, torch.full((x.shape[0],), t)); "
+         "x = sampling.ddpm_step(x, t, eps, schedule, generator=generator); then return x. Draw no random "
+         "numbers yourself: ddpm_step draws them from the generator, in the order the check expects.",
+    rtol=1e-4, atol=1e-5,
+))
+
+
+# ---------------------------------------------------------------- the posterior over a jump
+def skip_posterior(alpha_bar_t, alpha_bar_prev):
+    """q(x_t' | x_t, x_0) = N(a x_0 + b x_t, v I) for DDPM's Markov chain over a jump t -> t' < t:
+
+        a = sqrt(abar_t') (1 - abar_t / abar_t') / (1 - abar_t),   b = sqrt(abar_t / abar_t') (1 - abar_t') / (1 - abar_t),
+        v = (1 - abar_t') (1 - abar_t / abar_t') / (1 - abar_t)    (= DDIM's sigma^2 at eta = 1).
+    """
+    jump = alpha_bar_t / alpha_bar_prev
+    return (alpha_bar_prev.sqrt() * (1 - jump) / (1 - alpha_bar_t),
+            jump.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar_t),
+            (1 - alpha_bar_prev) * (1 - jump) / (1 - alpha_bar_t))
+
+
+def _skip_cases():
+    abar = NoiseSchedule.cosine(1000).alpha_bars
+    t, t_prev = torch.tensor([999, 700, 500, 100, 30]), torch.tensor([0, 200, 499, 20, 29])
+    linear = NoiseSchedule.linear(50, beta_start=0.01, beta_end=0.3).alpha_bars
+    return [Case((abar[t], abar[t_prev]), label="cosine T=1000, jumps of 1 to 999 steps"),
+            Case((linear[40:], linear[:10]), label="coarse linear T=50, jumps of 40 steps"),
+            Case((abar[[10, 500]], torch.ones(2, dtype=torch.float64)), label="a jump to clean data (abar_t' = 1)")]
+
+
+def _skip_with(a_root="abar_prev", b_root=True, variance="posterior", swap=False):
+    def wrong(alpha_bar_t, alpha_bar_prev):
+        jump = alpha_bar_t / alpha_bar_prev
+        a = (alpha_bar_prev if a_root == "abar_prev" else alpha_bar_t).sqrt() * (1 - jump) / (1 - alpha_bar_t)
+        b = (jump.sqrt() if b_root else jump) * (1 - alpha_bar_prev) / (1 - alpha_bar_t)
+        v = {"posterior": (1 - alpha_bar_prev) * (1 - jump) / (1 - alpha_bar_t),
+             "jump": 1 - jump, "marginal": 1 - alpha_bar_prev,
+             "std": ((1 - alpha_bar_prev) * (1 - jump) / (1 - alpha_bar_t)).sqrt()}[variance]
+        return (b, a, v) if swap else (a, b, v)
+    return wrong
+
+
+register(Exercise(
+    id="05.skip_posterior",
+    title="DDPM's posterior over a jump t -> t'",
+    reference=skip_posterior,
+    cases=_skip_cases,
+    mistakes=[
+        Mistake("the jump's own variance", _skip_with(variance="jump"),
+                "1 - abar_t / abar_t' is the variance of x_t given x_t' (the forward jump). The posterior also knows "
+                "x_0, which shrinks it by (1 - abar_t') / (1 - abar_t): v = (1 - abar_t')(1 - abar_t / abar_t') / (1 - abar_t)."),
+        Mistake("the marginal variance", _skip_with(variance="marginal"),
+                "1 - abar_t' is the variance of x_t' given x_0 alone. Knowing x_t as well leaves less uncertainty: "
+                "v = (1 - abar_t')(1 - abar_t / abar_t') / (1 - abar_t), as beta_tilde in notebook 01."),
+        Mistake("standard deviation", _skip_with(variance="std"),
+                "Return the variance v, not its square root (v is DDIM's sigma^2 at eta = 1, not sigma)."),
+        Mistake("coefficients swapped", _skip_with(swap=True),
+                "a multiplies x_0 and b multiplies x_t: a = sqrt(abar_t')(1 - abar_t / abar_t') / (1 - abar_t), "
+                "b = sqrt(abar_t / abar_t')(1 - abar_t') / (1 - abar_t). Return them in the order (a, b, v)."),
+        Mistake("sqrt(abar_t) in a", _skip_with(a_root="abar_t"),
+                "In notebook 01's x_0 coefficient sqrt(abar_{t-1}) beta_t / (1 - abar_t), the square root belongs to "
+                "the *target* step: here sqrt(abar_t'), not sqrt(abar_t)."),
+        Mistake("no square root in b", _skip_with(b_root=False),
+                "The x_t coefficient carries the square root of the jump's alpha, sqrt(abar_t / abar_t'), as "
+                "sqrt(alpha_t) does in notebook 01's posterior mean."),
+    ],
+    hint="With alpha_jump = abar_t / abar_t': a = sqrt(abar_t') (1 - alpha_jump) / (1 - abar_t), "
+         "b = sqrt(alpha_jump) (1 - abar_t') / (1 - abar_t), v = (1 - abar_t') (1 - alpha_jump) / (1 - abar_t); "
+         "return the tuple (a, b, v) of float64 tensors.",
+    rtol=1e-9, atol=1e-12,
 ))
