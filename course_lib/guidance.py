@@ -1,9 +1,9 @@
 """Guidance: steer a trained noise predictor towards a class, or towards agreeing with known pixels.
 
-    guided_eps                 the classifier-free guidance formula (Ho & Salimans 2022, eq. 6)
+    guided_eps                 the classifier-free guidance formula (Ho & Salimans 2022, in diffusers' convention)
     cfg_model                  a class-conditional net turned into a guided model(x_t, t)
     classifier_gradient        grad_{x_t} log p_phi(y | x_t, t) by autograd
-    classifier_guidance_eps    the classifier-guidance formula (Dhariwal & Nichol 2021, eq. 14)
+    classifier_guidance_eps    the classifier-guidance formula (Dhariwal & Nichol 2021, Alg. 2 / eq. 14)
     classifier_guided_model    an unconditional model pushed along a classifier's gradient
     inpaint_merge              the replacement formula: noised known pixels where known, the sampler's elsewhere
     inpaint                    fill in unknown pixels: the replacement method, with optional RePaint resampling
@@ -15,8 +15,12 @@ Conventions (as in the rest of course_lib, and diffusers):
   settings when they are built; the formulas trust their inputs.
 * Class labels are int64 (B,) in {0, ..., num_classes - 1}; the "no label" class of a classifier-free
   net is ``null_class`` (for ``unet.UNet`` that is ``num_classes``).
-* Guidance scale w (diffusers' ``guidance_scale``): w = 0 is the unconditional model, w = 1 the plain
-  conditional one, w > 1 sharpens. Some papers write (1 + w') eps_cond - w' eps_uncond; there w' = w - 1.
+* Guidance scale w (diffusers' ``guidance_scale``), for classifier-free and classifier guidance alike: w = 0 is
+  the unconditional model, w = 1 the plain conditional one, w > 1 sharpens. Ho & Salimans (2022, eq. 6) write
+  (1 + w') eps_cond - w' eps_uncond: their w' is w - 1. Dhariwal & Nichol (2021) call the classifier scale s.
+  For w != 1 each step follows the score of p_t(x_t) p_t(y | x_t)^w, but the samples are not distributed as
+  p(x) p(y | x)^w: those tilted noisy densities are not the marginals of one diffusion (Chidambaram et al.
+  2024; notebook 06 measures the overshoot on an exact 1-D mixture).
 """
 from __future__ import annotations
 
@@ -40,7 +44,8 @@ def _labels_for(y, x_t: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------- classifier-free guidance
 def guided_eps(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
-    """Classifier-free guidance (Ho & Salimans 2022, eq. 6, diffusers' convention):
+    """Classifier-free guidance in diffusers' convention (Ho & Salimans 2022 write their eq. 6 as
+    (1 + w') eps_cond - w' eps_uncond, the same with w' = w - 1):
 
         eps_tilde = eps_uncond + w (eps_cond - eps_uncond)
 
@@ -103,9 +108,9 @@ def classifier_guidance_eps(eps: torch.Tensor, gradient: torch.Tensor, t, scale:
                             schedule: NoiseSchedule) -> torch.Tensor:
     """Classifier guidance on the noise prediction (Dhariwal & Nichol 2021, eq. 14 / Alg. 2):
 
-        eps_tilde = eps - s sqrt(1 - abar_t) grad_{x_t} log p_phi(y | x_t, t)
+        eps_tilde = eps - w sqrt(1 - abar_t) grad_{x_t} log p_phi(y | x_t, t)      (w = ``scale``; their s)
 
-    Since eps = -sqrt(1 - abar_t) score, this adds s grad log p(y | x_t) to the score.
+    Since eps = -sqrt(1 - abar_t) score, this adds w grad log p(y | x_t) to the score.
     eps, gradient: (B, ...); t: int or (B,). Returns (B, ...).
     """
     return eps - scale * gather(schedule.sqrt_one_minus_alpha_bars, t, eps) * gradient
@@ -114,10 +119,10 @@ def classifier_guidance_eps(eps: torch.Tensor, gradient: torch.Tensor, t, scale:
 def classifier_guided_model(model, classifier_log_prob, y, scale: float, schedule: NoiseSchedule):
     """A classifier-guided noise predictor ``(x_t, t) -> eps_tilde`` (``classifier_guidance_eps``).
 
-    At s = 1, with the exact unconditional eps and the exact noisy classifier, it is exactly the
-    class-conditional eps (Bayes: grad log p(x_t | y) = grad log p(x_t) + grad log p(y | x_t)); s > 1 sharpens.
+    At w = 1, with the exact unconditional eps and the exact noisy classifier, it is exactly the
+    class-conditional eps (Bayes: grad log p(x_t | y) = grad log p(x_t) + grad log p(y | x_t)); w > 1 sharpens.
     model: ``model(x_t, t) -> eps`` (unconditional). classifier_log_prob: ``(x_t, t) -> (B, num_classes)``
-    log-probabilities of a classifier trained on noisy inputs. y: an int or int64 (B,). scale: s >= 0.
+    log-probabilities of a classifier trained on noisy inputs. y: an int or int64 (B,). scale: w >= 0.
     """
     check.require_callable(model, "model", "model(x_t, t) -> eps")
     check.require_callable(classifier_log_prob, "classifier_log_prob",
