@@ -8,7 +8,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 # Notebooks whose texts have been brought to the course's conventions; the others join as they are.
-CHECKED = [path for path in SOLUTIONS if path.name[:2] in {"01", "02", "03"}]
+CHECKED = [path for path in SOLUTIONS if path.name[:2] in {"01", "02", "03", "04", "05", "06"}]
 
 
 def text(path):
