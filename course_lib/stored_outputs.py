@@ -21,8 +21,6 @@ import json
 import re
 from pathlib import Path
 
-import nbformat
-
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
@@ -39,6 +37,8 @@ def _children(state: dict) -> list[str]:
 
 def _captured_outputs(model_id: str, models: dict) -> list:
     """The outputs held by the Output widgets inside a widget (depth first), as notebook outputs."""
+    import nbformat             # here: the library imports without the notebook tools
+
     model = models.get(model_id)
     if model is None:
         return []
@@ -62,6 +62,8 @@ def _progress_line(model_id: str, models: dict) -> str | None:
 
 def freeze_widgets(notebook) -> int:
     """Replace every widget output by the static outputs it showed at the end of the run. Returns how many."""
+    import nbformat
+
     models = _models(notebook)
     frozen = 0
     for cell in notebook.cells:
