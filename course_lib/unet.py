@@ -1,13 +1,8 @@
 """The noise-prediction network eps_theta(x_t, t[, y]): a small U-Net, built from the pieces of notebook 03
 (defined in ``blocks.py`` and importable from here, as notebook 03 does):
 
-    sinusoidal_embedding   t -> (B, dim) waves, interleaved: PE(t, 2i) = sin(t w_i), PE(t, 2i+1) = cos(t w_i)
-    TimeEmbedding          sinusoid -> Linear -> SiLU -> Linear
-    ResidualBlock          GroupNorm, SiLU, 3x3 conv, twice; the time embedding scales and shifts the
-                           second normalised activation (FiLM): h = norm(h) * (1 + scale) + shift
-    self_attention         single-head attention over the H*W positions of a feature map (attention_weights: A)
-    AttentionBlock         GroupNorm -> self_attention -> 1x1 conv, added back to its input
-    upsample_and_concat    the up path's wiring: nearest x2, 3x3 conv, then the skip appended on channels
+    (sinusoidal_embedding, TimeEmbedding, ResidualBlock, self_attention, AttentionBlock,
+     upsample_and_concat: see blocks.py)
     UNet                   down path, bottleneck (with attention), up path with skips, optional class input
 
 Conventions: images (B, C, H, W) float; timesteps t int64 (B,) 0-based (t in {0, ..., T-1}); class
