@@ -66,7 +66,7 @@ def digits_rows(nfes, n_per_class: int = 50, seed: int = 0) -> None:
     velocity = flows.velocity_fn(flow_model, y=labels)
     print(f"\nDigits: {len(labels)} class-conditional samples (w = 1), course metrics vs the test split")
     print(f"{'sampler':28s}{'NFE':>5s}{'confident':>11s}{'entropy':>9s}{'Fréchet':>9s}{'seconds':>9s}")
-    real = metrics.real_data_floor(len(labels) if len(labels) <= 359 else 359)
+    real = metrics.real_data_reference(len(labels) if len(labels) <= 359 else 359)
     print(f"{'real test digits':28s}{'':>5s}{real['confident_fraction']:11.3f}{real['class_entropy']:9.3f}"
           f"{real['frechet_distance']:9.2f}")
     for nfe in nfes:

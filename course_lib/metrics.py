@@ -94,38 +94,48 @@ def non_digits(digits: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     return torch.where(kind == 0, noise, torch.where(kind == 1, shuffled, constant))
 
 
-def train_classifier(seed: int = 0, epochs: int = 30, batch_size: int = 64, lr: float = 2e-3):
-    """Train a DigitsClassifier on the digits train split; returns (model in eval mode, test accuracy).
+def shift_by_one_pixel(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The batch (N, 1, 8, 8) shifted by one random (dy, dx) in {-1, 0, 1}^2 on a background of -1 (blank paper),
+    so that no ink wraps around the edge: a cheap augmentation of 1,437 training digits."""
+    dy, dx = torch.randint(-1, 2, (2,), generator=generator).tolist()
+    return F.pad(images, (1, 1, 1, 1), value=-1.0)[:, :, 1 + dy:9 + dy, 1 + dx:9 + dx]
 
-    Loss: cross-entropy on the digits (shifted by up to one pixel, a cheap augmentation of 1,437
-    images) plus, on as many ``non_digits``, cross-entropy to the uniform distribution, so that
-    noise and blank images get low confidence instead of an arbitrary confident class
-    ("outlier exposure", Hendrycks et al. 2019).
-    Deterministic for a given seed on the CPU: weights from torch.manual_seed(seed), batches from
-    ``iterate_batches(seed=seed)``, one thread (multi-threaded reductions may sum in another order).
+
+def train_with_outlier_exposure(model: nn.Module, train: ImageDataset, outliers, seed: int, epochs: int,
+                                batch_size: int, lr: float, augment=None) -> nn.Module:
+    """Train a classifier (the digits' and the sprites') with Adam; returns it in eval mode.
+
+    Loss per batch: cross-entropy on the (optionally ``augment``-ed) images plus, on as many
+    ``outliers(images, generator)`` (images that belong to no class), cross-entropy to the uniform
+    distribution, so that noise and blank images get low confidence instead of an arbitrary confident class
+    ("outlier exposure", Hendrycks et al. 2019). Deterministic for a given seed on the CPU: weights from
+    torch.manual_seed(seed) before the call, batches from ``iterate_batches(seed=seed)``, one thread
+    (multi-threaded reductions may sum in another order).
     """
-    train, test = load_digits("train"), load_digits("test")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        torch.manual_seed(seed)
-        model = DigitsClassifier()
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         generator = torch.Generator().manual_seed(seed)
         for images, labels in iterate_batches(train, batch_size, seed=seed, epochs=epochs):
-            dy, dx = torch.randint(-1, 2, (2,), generator=generator).tolist()
-            # Shift on a background of -1 (blank paper), so that no ink wraps around the edge.
-            shifted = F.pad(images, (1, 1, 1, 1), value=-1.0)[:, :, 1 + dy:9 + dy, 1 + dx:9 + dx]
-            digit_loss = F.cross_entropy(model(shifted), labels)
-            outlier_loss = -F.log_softmax(model(non_digits(images, generator)), dim=1).mean()
-            loss = digit_loss + outlier_loss
+            inputs = augment(images, generator) if augment else images
+            class_loss = F.cross_entropy(model(inputs), labels)
+            outlier_loss = -F.log_softmax(model(outliers(images, generator)), dim=1).mean()
             optimizer.zero_grad()
-            loss.backward()
+            (class_loss + outlier_loss).backward()
             optimizer.step()
     finally:
         torch.set_num_threads(threads)
-    model.eval()
-    return model, accuracy(model, test)
+    return model.eval()
+
+
+def train_classifier(seed: int = 0, epochs: int = 30, batch_size: int = 64, lr: float = 2e-3):
+    """Train a DigitsClassifier on the digits train split (``train_with_outlier_exposure`` with ``non_digits``,
+    digits shifted by up to one pixel); returns (model in eval mode, test accuracy)."""
+    torch.manual_seed(seed)
+    model = train_with_outlier_exposure(DigitsClassifier(), load_digits("train"), non_digits, seed, epochs,
+                                        batch_size, lr, augment=shift_by_one_pixel)
+    return model, accuracy(model, load_digits("test"))
 
 
 @torch.no_grad()
@@ -247,6 +257,12 @@ def mmd2_unbiased(k_aa: torch.Tensor, k_bb: torch.Tensor, k_ab: torch.Tensor) ->
     m, n = k_ab.shape
     return ((k_aa.sum() - k_aa.diagonal().sum()) / (m * (m - 1)) + (k_bb.sum() - k_bb.diagonal().sum()) / (n * (n - 1))
             - 2 * k_ab.mean()).item()
+
+
+def kernel_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
+    """KID's value alone: ``mmd2_unbiased`` with ``polynomial_kernel`` between (N_a, D) and (N_b, D) features, N >= 2."""
+    a, b = features_a.double(), features_b.double()
+    return mmd2_unbiased(polynomial_kernel(a, a), polynomial_kernel(b, b), polynomial_kernel(a, b))
 
 
 def kid(features_a: torch.Tensor, features_b: torch.Tensor, subsets: int = KID_SUBSETS, seed: int = 0) -> tuple:
@@ -388,5 +404,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     raise SystemExit(main())
 
-
-real_data_floor = real_data_reference   # the earlier name, still used by notebook 07 and benchmarks/samplers.py

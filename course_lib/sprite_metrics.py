@@ -32,8 +32,8 @@ from torch import nn
 
 from ._io import write_atomically
 from ._validate import require_float_tensor
-from .data import iterate_batches
-from .metrics import class_histogram, confident_fraction, entropy, nearest_neighbour_distances
+from .metrics import (accuracy, class_histogram, confident_fraction, entropy, kernel_distance,
+                      nearest_neighbour_distances, train_with_outlier_exposure)
 from .sprites import FAMILIES, POOL, SIZE, load_sprites, make_sprites
 
 CLASSIFIER_ASSET = Path(__file__).resolve().parent / "assets" / "sprites_classifier.pt"
@@ -83,31 +83,12 @@ def non_sprites(sprites: torch.Tensor, generator: torch.Generator) -> torch.Tens
 
 
 def train_classifier(seed: int = 0, epochs: int = 6, batch_size: int = 64, lr: float = 2e-3):
-    """Train a SpriteClassifier on the sprite train split; returns (model in eval mode, test accuracy).
-
-    Cross-entropy on the sprites plus, on as many ``non_sprites``, cross-entropy to the uniform distribution
-    (outlier exposure, Hendrycks et al. 2019), so that garbage gets low confidence. Seeded, one thread.
-    """
-    train, test = load_sprites("train"), load_sprites("test")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(seed)
-        model = SpriteClassifier()
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-        generator = torch.Generator().manual_seed(seed)
-        for images, labels in iterate_batches(train, batch_size, seed=seed, epochs=epochs):
-            sprite_loss = F.cross_entropy(model(images), labels)
-            outlier_loss = -F.log_softmax(model(non_sprites(images, generator)), dim=1).mean()
-            optimizer.zero_grad()
-            (sprite_loss + outlier_loss).backward()
-            optimizer.step()
-    finally:
-        torch.set_num_threads(threads)
-    model.eval()
-    with torch.no_grad():
-        accuracy = (model(test.images).argmax(1) == test.labels).float().mean().item()
-    return model, accuracy
+    """Train a SpriteClassifier on the sprite train split (``metrics.train_with_outlier_exposure`` with
+    ``non_sprites``); returns (model in eval mode, test accuracy)."""
+    torch.manual_seed(seed)
+    model = train_with_outlier_exposure(SpriteClassifier(), load_sprites("train"), non_sprites, seed, epochs,
+                                        batch_size, lr)
+    return model, accuracy(model, load_sprites("test"))
 
 
 _loaded: dict[str, SpriteClassifier] = {}
@@ -142,24 +123,6 @@ def colour_histogram(images: torch.Tensor, levels: int = COLOUR_LEVELS) -> torch
 def palette_distance(images_a: torch.Tensor, images_b: torch.Tensor) -> float:
     """Total-variation distance 1/2 sum |h_a - h_b| between two sets' colour histograms: 0 same, 1 disjoint."""
     return 0.5 * (colour_histogram(images_a) - colour_histogram(images_b)).abs().sum().item()
-
-
-def polynomial_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """k(x, y) = (x.y / d + 1)^3 for rows of a (N, d) and b (M, d): the (N, M) kernel matrix KID uses."""
-    return (a @ b.T / a.shape[1] + 1) ** 3
-
-
-def kernel_inception_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
-    """KID (Bińkowski et al. 2018): unbiased MMD^2 between feature sets (m, d) and (n, d), cubic kernel,
-
-        sum_{i!=j} k(a_i, a_j) / (m(m-1)) + sum_{i!=j} k(b_i, b_j) / (n(n-1)) - 2 sum_{i,j} k(a_i, b_j) / (mn).
-    Its expectation is 0 when both sets come from one distribution (so it may come out slightly negative).
-    """
-    a, b = features_a.double(), features_b.double()
-    m, n = a.shape[0], b.shape[0]
-    k_aa, k_bb, k_ab = polynomial_kernel(a, a), polynomial_kernel(b, b), polynomial_kernel(a, b)
-    return ((k_aa.sum() - k_aa.diagonal().sum()) / (m * (m - 1)) + (k_bb.sum() - k_bb.diagonal().sum()) / (n * (n - 1))
-            - 2 * k_ab.mean()).item()
 
 
 def mode_coverage(histogram: torch.Tensor, min_share: float = 0.25) -> float:
@@ -202,7 +165,7 @@ def evaluate_sprites(samples: torch.Tensor, classifier: nn.Module | None = None)
             "per_class_spread": per_class_spread(features, probs.argmax(1)),
             "symmetry_error": symmetry_error(samples),
             "palette_distance": palette_distance(samples, held_out),
-            "kid": kernel_inception_distance(features, classifier.features(held_out)),
+            "kid": kernel_distance(features, classifier.features(held_out)),
             "nn_distance_mean": nn_distances.mean().item(),
             "nn_distance_min": nn_distances.min().item()}
 
