@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .cli import (DATASET_HELP, DEFAULT_DDIM_STEPS, READABLE_PIXELS, TRAIN_OPTIONS, build_notebooks,
                   procedural_demo, sample_command, train_command)
+from .limits import NO_LIMITS
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -18,7 +19,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 def make_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m course_lib", description="diffusion-course tools; errors are one line "
-                           "on stderr (exit 2: usage, 1: runtime); add --debug anywhere for the Python traceback")
+                           "on stderr (exit 2: usage, 1: runtime); add --debug anywhere for the Python traceback, and "
+                           f"{NO_LIMITS} to run what the memory estimate would refuse (course_lib/limits.py)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     build = commands.add_parser("build-notebooks", help="write notebooks/ (student copies) from solutions/",
@@ -130,10 +132,10 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    debug = "--debug" in argv
-    argv = [arg for arg in argv if arg != "--debug"]
+    debug, no_limits = "--debug" in argv, NO_LIMITS in argv
+    argv = [arg for arg in argv if arg not in ("--debug", NO_LIMITS)]
     args = make_parser().parse_args(argv)
-    args.argv = argv
+    args.argv, args.limits = argv, not no_limits
     try:
         return args.run(args)
     except KeyboardInterrupt:

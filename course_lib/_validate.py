@@ -44,8 +44,36 @@ def require_number(value, name: str, low: float | None = None, high: float | Non
     if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
         bounds = (f"in [{low}, {high}]" if low is not None and high is not None
                   else f">= {low}" if low is not None else f"<= {high}" if high is not None else "")
-        raise ValueError(f"{name} must be a finite number {bounds}, got {value}".rstrip())
+        raise ValueError(f"{name} must be a finite number{' ' * bool(bounds)}{bounds}, got {value}")
     return float(value)
+
+
+def require_in_unit_interval(value, name: str) -> None:
+    """A number, array or tensor whose every value lies in [0, 1] (NaN refused); a ValueError naming the range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) and not hasattr(value, "min"):
+        raise TypeError(f"{name} must be a number, array or tensor in [0, 1], got {type(value).__name__}")
+    if getattr(value, "size", 1) == 0 or isinstance(value, torch.Tensor) and value.numel() == 0:
+        return
+    low, high = (float(value), float(value)) if isinstance(value, numbers.Real) else (float(value.min()), float(value.max()))
+    if not 0.0 <= low <= high <= 1.0:
+        got = f"{low:g}" if low == high else f"values from {low:g} to {high:g}"
+        raise ValueError(f"{name} must lie in [0, 1], got {got}")
+
+
+def require_interpolable(z0, z1) -> None:
+    """Two tensors of one shape with an angle between them: neither zero, not (anti)parallel (slerp's sin(theta) > 0)."""
+    for tensor, name in ((z0, "z0"), (z1, "z1")):
+        require_float_tensor(tensor, name)
+    if z0.shape != z1.shape:
+        raise ValueError(f"z0 and z1 must have the same shape, got {tuple(z0.shape)} and {tuple(z1.shape)}")
+    norms = (z0.norm().item(), z1.norm().item())
+    if not all(math.isfinite(norm) and norm > 0 for norm in norms):
+        raise ValueError(f"z0 and z1 must be non-zero and finite (slerp divides by their norms), got norms "
+                         f"{norms[0]:g} and {norms[1]:g}")
+    cosine = ((z0 * z1).sum() / (norms[0] * norms[1])).item()
+    if abs(cosine) >= 1.0:
+        raise ValueError("z0 and z1 point the same or opposite ways, so no single great circle joins them "
+                         "(sin(theta) = 0); interpolate between two independent noises")
 
 
 def require_choice(value, name: str, choices) -> str:

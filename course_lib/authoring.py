@@ -30,6 +30,8 @@ from pathlib import Path
 
 import nbformat
 
+from ._io import write_atomically
+
 CODE_BEGIN, CODE_END = "### BEGIN SOLUTION", "### END SOLUTION"
 MARKDOWN_BEGIN, MARKDOWN_END = "<!-- BEGIN SOLUTION -->", "<!-- END SOLUTION -->"
 CHECK_OUTPUT_MARKER = "# NBVAL_CHECK_OUTPUT"   # accepted in solutions; the build turns it into the tag
@@ -190,6 +192,19 @@ def _notebook_text(notebook: nbformat.NotebookNode) -> str:
     return nbformat.writes(notebook) + "\n"
 
 
+def _write_text(path: Path, text: str) -> None:
+    write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def read_notebook(path: Path) -> nbformat.NotebookNode:
+    """The notebook at ``path`` (version 4); AuthoringError naming the file if it is not a valid notebook."""
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as error:  # nbformat raises JSON, schema, type and attribute errors for malformed files
+        text = " ".join(str(error).split())[:200]
+        raise AuthoringError(f"{path}: not a readable Jupyter notebook ({type(error).__name__}: {text})") from None
+
+
 def build(solutions_dir: Path, notebooks_dir: Path, check: bool = False) -> list[Path]:
     """Refresh the solutions' grading metadata and write every student notebook; return the files that changed.
 
@@ -202,8 +217,8 @@ def build(solutions_dir: Path, notebooks_dir: Path, check: bool = False) -> list
     notebooks_dir = Path(notebooks_dir)
     changed = []
     for path in solutions:
+        solution = read_notebook(path)
         try:
-            solution = nbformat.read(path, as_version=4)
             outputs = {path: _notebook_text(graded_solution(solution)),
                        notebooks_dir / path.name: _notebook_text(student_notebook(solution))}
         except AuthoringError as error:
@@ -213,8 +228,7 @@ def build(solutions_dir: Path, notebooks_dir: Path, check: bool = False) -> list
                 continue
             changed.append(target)
             if not check:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text, encoding="utf-8")
+                _write_text(target, text)
     expected = {path.name for path in solutions}
     return changed + [path for path in sorted(notebooks_dir.glob(NOTEBOOK_GLOB)) if path.name not in expected]
 
@@ -238,10 +252,10 @@ def execute_solutions(solutions_dir: Path, names: list[str] | None = None, timeo
             raise AuthoringError(f"no solution notebook in {solutions_dir} starts with any of {names}")
     for path in paths:
         print(f"executing {path} ...", flush=True)
-        notebook = nbformat.read(path, as_version=4)
+        notebook = read_notebook(path)
         NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                        resources={"metadata": {"path": str(path.parent)}}).execute()
         freeze_widgets(notebook)
         notebook.metadata.pop("widgets", None)
         notebook.metadata["kernelspec"] = dict(KERNELSPEC)
-        path.write_text(_notebook_text(graded_solution(notebook)), encoding="utf-8")
+        _write_text(path, _notebook_text(graded_solution(notebook)))

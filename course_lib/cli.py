@@ -32,9 +32,23 @@ TRAIN_OPTIONS = {
     "T": (int, "number of timesteps"),
     "checkpoint_every": (int, "steps between checkpoints"),
 }
+# The library's names for what an option sets, in the messages of the configs and loaders -> the option.
+TRAIN_OPTION_FLAGS = {**{name: "--T" if name == "T" else "--" + name.replace("_", "-") for name in TRAIN_OPTIONS},
+                      "base_channels": "--base-channels", "channel_mults": "--channel-mults", "size": "--image-size"}
+SAMPLE_OPTION_FLAGS = {"guidance_scale": "--guidance", "seed": "--seed", "steps": "--steps"}
+PROCEDURAL_OPTIONS = {"height": "--height", "width": "--width", "channels": "--channels", "T": "--steps",
+                      "seed": "--seed", "easing": "--easing"}
 READABLE_PIXELS = 64   # sample grids: each image enlarged to about this height, so a digit reads without zooming
 GRID_SEPARATOR = 2     # pixels of grey between the images of a grid
 LONG_RUN = 2e8   # pixel-channel-records in a procedural run worth a progress bar (about a second)
+
+
+def _usage_error(error: Exception, flags: dict) -> int:
+    """Print ``error`` as one line on stderr, a leading library name (grad_clip) spelled as its option
+    (--grad-clip); return 2, the exit status of a usage error."""
+    name, _, rest = str(error).partition(" ")
+    print(f"error: {flags.get(name, name)} {rest}".rstrip(), file=sys.stderr)
+    return 2
 
 
 def build_notebooks(args: argparse.Namespace) -> int:
@@ -43,6 +57,11 @@ def build_notebooks(args: argparse.Namespace) -> int:
     if not args.solutions.is_dir():
         print(f"error: no folder {args.solutions.resolve()}: run this in the course's folder or pass --solutions",
               file=sys.stderr)
+        return 2
+    try:
+        _require_writable_directory("--notebooks", args.notebooks / "notebook.ipynb")
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
     try:
         from .authoring import AuthoringError, build, execute_solutions
@@ -92,9 +111,17 @@ def _csv_bytes(records: list, columns) -> bytes:
     return text.getvalue().encode()
 
 
+def _short_list(values: list, shown: int = 6) -> str:
+    """'a, b, c' for a few values; the first and last ``shown`` around '...' for many."""
+    if len(values) <= 2 * shown:
+        return ", ".join(map(str, values))
+    return f"{', '.join(map(str, values[:shown]))}, ..., {', '.join(map(str, values[-shown:]))} ({len(values)} images)"
+
+
 def procedural_demo(args: argparse.Namespace) -> int:
-    """``procedural``: run the procedural demo and write final.png, steps.png and stats.csv to --out."""
-    from . import procedural
+    """``procedural``: run the procedural demo and write final.png, steps.png and stats.csv to --out, as a set."""
+    from . import limits, procedural
+    from ._io import write_files_atomically
 
     try:  # everything is checked before anything is created
         procedural.validate_arguments(args.height, args.width, args.channels, args.steps, args.seed,
@@ -104,9 +131,14 @@ def procedural_demo(args: argparse.Namespace) -> int:
                              f"got {args.channels}")
         if args.out.exists() and not args.out.is_dir():
             raise ValueError(f"--out must be a directory; {args.out} is a file")
+        if args.limits:
+            limits.require_within(
+                limits.procedural_bytes(args.height, args.width, args.channels, args.steps, procedural.STATS_EVERY,
+                                        procedural.SAVE_EVERY),
+                f"--steps {args.steps} at {args.height}x{args.width}x{args.channels} (an image kept every "
+                f"{procedural.SAVE_EVERY} steps)", "lower --steps, --height or --width")
     except (TypeError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return _usage_error(error, PROCEDURAL_OPTIONS)
     work = args.height * args.width * args.channels * (args.steps // procedural.STATS_EVERY + 1)
     result = procedural.generate(args.height, args.width, args.channels, args.steps, args.seed, args.easing,
                                  args.noise_schedule, save_steps=True, show_progress=work > LONG_RUN)
@@ -114,14 +146,12 @@ def procedural_demo(args: argparse.Namespace) -> int:
              "steps.png": _png_bytes(procedural.steps_strip(result.steps)),
              "stats.csv": _csv_bytes(result.stats, procedural.STAT_KEYS)}
     try:
-        args.out.mkdir(parents=True, exist_ok=True)
-        for name, data in files.items():
-            _write_atomically(args.out / name, data)
+        write_files_atomically(args.out, files)      # all three or, if anything fails, none
     except OSError as error:
         print(f"error: cannot write to {args.out}: {error}", file=sys.stderr)
         return 1
     print(f"wrote {', '.join(str(args.out / name) for name in files)} "
-          f"(steps at t = {', '.join(map(str, result.step_t))})")
+          f"(steps at t = {_short_list(result.step_t)})")
     return 0
 
 
@@ -138,8 +168,9 @@ def _require_writable_directory(option: str, path: Path) -> None:
 DATASET_HELP = "digits (built in), sprites (built in, 32x32 colour), mnist:DIR, fashion-mnist:DIR (IDX files already on disk) or folder:DIR (pictures)"
 
 
-def _load_dataset(spec: str, image_size: int, channels: int):
-    """A training set from a --dataset spec; ValueError / FileNotFoundError for anything else."""
+def _load_dataset(spec: str, image_size: int, channels: int, limits: bool = True):
+    """A training set from a --dataset spec; ValueError / FileNotFoundError for anything else. With ``limits``,
+    IDX files larger than mnist.MAX_IDX_BYTES (compressed or not) are refused before they are read."""
     from . import data, mnist
 
     kind, _, directory = spec.partition(":")
@@ -149,7 +180,8 @@ def _load_dataset(spec: str, image_size: int, channels: int):
         from .sprites import load_sprites
         return load_sprites("train")
     if kind in ("mnist", "fashion-mnist") and directory:
-        return mnist.load_mnist(directory, "train", fashion=kind == "fashion-mnist")
+        return mnist.load_mnist(directory, "train", fashion=kind == "fashion-mnist",
+                                max_bytes=mnist.MAX_IDX_BYTES if limits else None)
     if kind == "folder" and directory:
         return data.image_folder(directory, size=image_size, channels=channels)     # read lazily by workers
     raise ValueError(f"unknown dataset {spec!r}; expected {DATASET_HELP}")
@@ -157,12 +189,16 @@ def _load_dataset(spec: str, image_size: int, channels: int):
 
 def train_command(args: argparse.Namespace) -> int:
     """``train``: build the TrainConfig from the options and train, writing --out (and --export)."""
+    from . import limits
     from .config import TrainConfig, UNetConfig
     from .training import train
 
     try:  # everything is checked before training starts: paths here, settings by the configs
         if args.out.suffix != ".pt":
             raise ValueError(f"--out must end in .pt, got {args.out}")
+        if not 1 <= args.threads <= (os.cpu_count() or 1):
+            raise ValueError(f"--threads must lie in 1..{os.cpu_count() or 1} (the CPUs of this machine), "
+                             f"got {args.threads}")
         if args.resume and not args.out.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint at {args.out} to resume from")
         if args.resume and args.force:
@@ -174,7 +210,10 @@ def train_command(args: argparse.Namespace) -> int:
         for option, path in (("--out", args.out), ("--export", args.export)):
             if path is not None:
                 _require_writable_directory(option, path)
-        dataset = _load_dataset(args.dataset, args.image_size, args.channels)
+        if args.limits:
+            limits.require_within(limits.SCHEDULE_TABLE_BYTES * args.T, f"--T {args.T} (the noise schedule's tables)",
+                                  "use a few thousand timesteps at most (1000 is usual)")
+        dataset = _load_dataset(args.dataset, args.image_size, args.channels, args.limits)
         if args.conditional and dataset.labels is None:
             raise ValueError(f"--conditional needs labels, and dataset {args.dataset!r} has none "
                              f"(a folder needs one sub-folder per class)")
@@ -192,23 +231,25 @@ def train_command(args: argparse.Namespace) -> int:
                           channel_mults=tuple(args.channel_mults),
                           num_classes=len(dataset.class_names) if args.conditional else None)
         config = TrainConfig(unet=unet, **{name: getattr(args, name) for name in TRAIN_OPTIONS})
+        if args.limits:
+            shape = "x".join(map(str, dataset.image_shape))
+            limits.require_within(limits.training_bytes(config, dataset.image_shape),
+                                  f"training a U-Net of --base-channels {args.base_channels} --channel-mults "
+                                  f"{' '.join(map(str, args.channel_mults))} on batches of --batch-size "
+                                  f"{args.batch_size} pictures of {shape}",
+                                  "lower --batch-size, --image-size, --base-channels or --channel-mults")
     except (TypeError, ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return _usage_error(error, TRAIN_OPTION_FLAGS)
     command = "python -m course_lib " + " ".join(args.argv)
     import torch
 
-    if args.threads < 1:
-        print(f"error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
-        return 2
     torch.set_num_threads(args.threads)
     workers = 2 if args.dataset.startswith("folder:") else 0       # decoding pictures is worth a process
     try:
         result = train(config, dataset, checkpoint=args.out, resume=args.resume, export=args.export,
                        dataset_name=args.dataset, command=command, num_workers=workers, latent=latent)
     except (TypeError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return _usage_error(error, TRAIN_OPTION_FLAGS)
     exported = f" and {args.export}" if args.export else ""
     print(f"wrote {args.out}{exported}: step {result.step}, final loss {result.loss_history[-1]:.4f}, "
           f"{result.seconds:.0f} s of training")
@@ -254,6 +295,7 @@ def sample_command(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from . import limits
     from .sampling import sample
     from .training import load_checkpoint
     from .viz import image_grid
@@ -298,10 +340,26 @@ def sample_command(args: argparse.Namespace) -> int:
             raise ValueError(f"--eta must lie in [0, 1], got {args.eta}")
         y = None if labels is None else torch.tensor(labels, dtype=torch.int64).repeat_interleave(args.n)
         network = _sampling_model(model, y, args.guidance, flow)
+        image_shape = info["dataset"]["image_shape"]
+        count = args.n * (1 if labels is None else len(labels))
+        if args.limits:
+            pictures = (f"--n {args.n}{'' if labels is None else f' x {len(labels)} labels'} pictures of "
+                        f"{'x'.join(map(str, image_shape))}")
+            limits.require_within(limits.sampling_bytes(info["config"].unet, image_shape, count,
+                                                        1 if args.guidance is None else 2),
+                                  f"sampling {pictures} at once", "lower --n (and run again with another --seed "
+                                  "for more)")
+            if args.out.suffix == ".png":
+                scale = args.scale or max(1, READABLE_PIXELS // image_shape[1])
+                limits.require_within(limits.picture_grid_bytes(count, image_shape, scale),
+                                      f"a PNG grid of {pictures} enlarged {scale} times",
+                                      "lower --n or --scale, or write --out FILE.npy")
+            if flow:
+                limits.require_within(limits.TIME_GRID_BYTES_PER_STEP * steps, f"--steps {steps}",
+                                      "flow samplers gain nothing past a few hundred steps")
     except (TypeError, ValueError, FileNotFoundError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    shape = (args.n * (1 if labels is None else len(labels)), *info["dataset"]["image_shape"])
+        return _usage_error(error, SAMPLE_OPTION_FLAGS)
+    shape = (count, *image_shape)
     if flow:
         from .flows import sample_flow, velocity_fn
 
@@ -315,6 +373,10 @@ def sample_command(args: argparse.Namespace) -> int:
         from .autoencoder import decode_latents, from_payload
 
         samples = decode_latents(*from_payload(info["latent"]), samples)
+    if not torch.isfinite(samples).all():       # clamp would turn NaN into plausible-looking pixels
+        hint = "" if args.guidance is None else f"; with --guidance {args.guidance}, try a smaller scale"
+        print(f"error: the samples hold NaN or infinite values (an overflow{hint}); nothing written", file=sys.stderr)
+        return 1
     images = ((samples.clamp(-1, 1) + 1) / 2).to(torch.float32)          # [-1, 1] -> [0, 1]
     if args.out.suffix == ".npy":
         buffer = io.BytesIO()

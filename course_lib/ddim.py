@@ -181,5 +181,6 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, alpha: float) -> torch.Tensor:
     alpha = 0 gives z0 and alpha = 1 gives z1. Unlike a straight line, the path keeps the norm of
     Gaussian noise near sqrt(D), where the sampler expects x_T to be. z0, z1: the same shape, not parallel.
     """
+    check.require_interpolable(z0, z1)
     theta = torch.arccos(((z0 * z1).sum() / (z0.norm() * z1.norm())).clamp(-1.0, 1.0))
     return (torch.sin((1 - alpha) * theta) * z0 + torch.sin(alpha * theta) * z1) / torch.sin(theta)

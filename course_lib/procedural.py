@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validate import require_choice, require_int
+from ._validate import require_choice, require_in_unit_interval, require_int
 
 MAX_NOISE = 0.1            # g(T): standard deviation of the injected noise at the first step
 EXPONENTIAL_RATE = 5.0     # lambda of the "exponential" schedule: g(0+) = e^-5 * MAX_NOISE
@@ -81,6 +81,8 @@ def ease(progress, easing: str = "cubic"):
     progress: a float, array or tensor in [0, 1]; returns the same kind. f(0) = 0 (pure noise),
     f(1) = 1 (pure pattern). These ease in: they start flat, so the pattern appears late.
     """
+    require_in_unit_interval(progress, "progress")
+    require_choice(easing, "easing", EASINGS)
     return EASINGS[easing](progress)
 
 

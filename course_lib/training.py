@@ -205,8 +205,31 @@ def read_checkpoint(path, map_location="cpu") -> dict:
         raise ValueError(f"{path}: not a readable course checkpoint: {_unreadable_reason(path, error)}") from None
     if not isinstance(payload, dict) or payload.get("format") not in READABLE_FORMATS:
         raise ValueError(f"{path}: not a diffusion-course checkpoint (expected format {CHECKPOINT_FORMAT!r})")
-    config = payload["config"] if payload["format"] == CHECKPOINT_FORMAT else _config_of_v1(payload)
-    return {**payload, "config": TrainConfig.from_dict(config)}
+    try:
+        config = TrainConfig.from_dict(payload["config"] if payload["format"] == CHECKPOINT_FORMAT
+                                       else _config_of_v1(payload))
+        _check_dataset_record(payload.get("dataset"), config)
+    except KeyError as error:
+        raise ValueError(f"{path}: not a complete course checkpoint: the field {error} is missing") from None
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: the stored config is inconsistent: {error}") from None
+    return {**payload, "config": config}
+
+
+def _check_dataset_record(dataset, config: TrainConfig) -> None:
+    """ValueError unless ``dataset`` (a checkpoint's record of its training set) fits ``config``'s U-Net."""
+    if not isinstance(dataset, dict):
+        raise ValueError(f"dataset must be a dict with image_shape and class_names, got {type(dataset).__name__}")
+    shape, names = dataset["image_shape"], dataset["class_names"]
+    if (not isinstance(shape, (list, tuple)) or len(shape) != 3
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape)):
+        raise ValueError(f"dataset image_shape must be three positive ints [C, H, W], got {shape!r}")
+    if shape[0] != config.unet.in_channels:
+        raise ValueError(f"dataset image_shape {list(shape)} has {shape[0]} channels, but the U-Net takes "
+                         f"in_channels={config.unet.in_channels}")
+    classes = config.unet.num_classes
+    if classes is not None and (not isinstance(names, (list, tuple)) or len(names) != classes):
+        raise ValueError(f"dataset class_names must name the U-Net's num_classes={classes} classes, got {names!r}")
 
 
 def load_checkpoint(path=DIFFUSION_ASSET, map_location="cpu"):
@@ -218,7 +241,15 @@ def load_checkpoint(path=DIFFUSION_ASSET, map_location="cpu"):
     payload = read_checkpoint(path, map_location)
     config = payload["config"]
     model = UNet(**asdict(config.unet))
-    model.load_state_dict(payload["ema"]["shadow"] if payload.get("ema") else payload["model"])
+    weights = payload["ema"]["shadow"] if payload.get("ema") else payload.get("model")
+    if not isinstance(weights, dict):
+        raise ValueError(f"{path}: holds no weights (neither 'ema' nor 'model')")
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:    # torch lists every mismatch over many lines: the first names the problem
+        first = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), str(error))
+        raise ValueError(f"{path}: the weights do not fit the U-Net of the stored config "
+                         f"({first.rstrip('.')})") from None
     info = {key: payload[key] for key in ("config", "dataset", "step", "loss_history", "command", "seconds")}
     info["latent"] = payload.get("latent")
     return model.to(map_location).eval(), config.make_schedule(), info

@@ -111,7 +111,7 @@ def test_guidance_zero_is_unconditional_and_one_is_conditional(tmp_path, checkpo
     (["train", "--dataset", "digits"], "give a budget"),
     (["train", "--steps", 0], "steps must be >= 1, got 0"),
     (["train", "--steps", 1, "--lr", -1], "lr must be > 0"),
-    (["train", "--steps", 1, "--threads", 0], "--threads must be >= 1"),
+    (["train", "--steps", 1, "--threads", 0], "--threads must lie in 1.."),
     (["train", "--steps", 1, "--resume"], "no checkpoint"),
     (["sample", "--checkpoint", "missing.pt"], "no checkpoint file at"),
     (["sample", "--checkpoint", "UNCOND", "--label", 1], "unconditional model"),
