@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .cli import (DATASET_HELP, DEFAULT_DDIM_STEPS, READABLE_PIXELS, TRAIN_OPTIONS, build_notebooks,
                   procedural_demo, sample_command, train_command)
+from .devices import DEVICES, PRECISIONS
 from .limits import NO_LIMITS
 
 
@@ -15,6 +16,12 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def add_device_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--device", choices=DEVICES, default="auto",
+                         help="where to compute: auto (a CUDA GPU, else Apple's MPS, else the CPU), cpu, cuda or "
+                              "mps; under torchrun each process takes its own GPU; default %(default)s")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -38,7 +45,7 @@ def make_parser() -> argparse.ArgumentParser:
                        help="default: notebooks/ in the current folder")
     build.set_defaults(run=build_notebooks)
 
-    from .config import OBJECTIVES, WEIGHTINGS, TrainConfig, UNetConfig, default
+    from .config import OBJECTIVES, WEIGHTINGS, TrainConfig, default
     from .procedural import EASINGS, NOISE_SCHEDULES
     from .schedules import SCHEDULE_NAMES
 
@@ -64,7 +71,9 @@ def make_parser() -> argparse.ArgumentParser:
         description="Train a U-Net with L_simple (AdamW, gradient clipping, EMA), seeded: the same command gives "
                     "the same weights. Writes a checkpoint every --checkpoint-every steps and at the end "
                     "(atomically: an interrupted run leaves the previous checkpoint intact); --resume "
-                    "continues from it, to the same weights as one uninterrupted run.")
+                    "continues from it, to the same weights as one uninterrupted run. Several processes (GPUs): "
+                    "torchrun --standalone --nproc_per_node N -m course_lib train ... (DistributedDataParallel; "
+                    "--batch-size stays the global batch; process 0 prints and writes the checkpoint).")
     trainer.add_argument("--dataset", default="digits", help=f"{DATASET_HELP}; default %(default)s")
     trainer.add_argument("--conditional", action="store_true",
                          help="class-conditional, with label dropout for classifier-free guidance")
@@ -80,12 +89,15 @@ def make_parser() -> argparse.ArgumentParser:
                               "python -m course_lib.autoencoder); the checkpoint keeps the autoencoder, and "
                               "`sample` decodes. Use --schedule linear: latents cannot be clamped to [-1, 1] "
                               "while sampling, and the cosine schedule's tiny last alpha_bar then amplifies errors")
-    trainer.add_argument("--image-size", type=int, default=32, help="folder datasets: resize to this; default %(default)s")
+    trainer.add_argument("--image-size", type=int, default=32,
+                         help="folder datasets: resize to this (e.g. 32 or 64); default %(default)s")
     trainer.add_argument("--channels", type=int, choices=[1, 3], default=3, help="folder datasets; default %(default)s")
     trainer.add_argument("--base-channels", type=int, default=default(TrainConfig, "unet").base_channels,
                          help="U-Net width; default %(default)s")
-    trainer.add_argument("--channel-mults", type=int, nargs="+", default=list(default(UNetConfig, "channel_mults")),
-                         help="one width multiplier per U-Net level; default %(default)s")
+    trainer.add_argument("--channel-mults", type=int, nargs="+",
+                         help="one width multiplier per U-Net level (attention then only in the bottleneck); "
+                              "default: chosen by the picture size: 1 2 below 32 px, 1 2 2 at 32 px and 1 2 2 2 "
+                              "at 64 px with attention at 16x16 and 8x8")
     for name, (kind, text) in TRAIN_OPTIONS.items():
         flags = ["--T" if name == "T" else "--" + name.replace("_", "-")] + (["--objective"] if name == "parameterization" else [])
         choices = {"parameterization": OBJECTIVES, "schedule": SCHEDULE_NAMES, "weighting": WEIGHTINGS}
@@ -93,6 +105,12 @@ def make_parser() -> argparse.ArgumentParser:
         shown = "" if default(TrainConfig, name) is None else "; default %(default)s"
         trainer.add_argument(*flags, dest=name, type=kind, default=default(TrainConfig, name), help=text + shown,
                              **extra)
+    trainer.add_argument("--flip", action="store_true",
+                         help="mirror each training picture left-right with probability 1/2 (seeded)")
+    add_device_options(trainer)
+    trainer.add_argument("--precision", choices=PRECISIONS,
+                         help="fp32, or mixed precision: bf16 or fp16 (with loss scaling) under autocast; "
+                              "default: bf16 on a CUDA GPU that has it, fp32 otherwise")
     trainer.add_argument("--threads", type=int, default=1,
                          help="CPU threads for PyTorch; a small net on small images runs fastest on one (more threads "
                               "only add synchronisation, and on a busy machine they wait for each other); "
@@ -122,6 +140,7 @@ def make_parser() -> argparse.ArgumentParser:
                               "very noisy steps from overshooting; never done for latent-diffusion checkpoints, "
                               "whose latents are not in [-1, 1])")
     sampler.add_argument("--seed", type=int, default=0, help="default %(default)s")
+    add_device_options(sampler)
     sampler.add_argument("--scale", type=int,
                          help=f"PNG grids: enlarge each pixel to a SCALE x SCALE block (nearest neighbour); default: "
                               f"images about {READABLE_PIXELS} px high (8 for 8x8 digits)")

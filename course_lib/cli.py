@@ -189,8 +189,9 @@ def _load_dataset(spec: str, image_size: int, channels: int, limits: bool = True
 
 def train_command(args: argparse.Namespace) -> int:
     """``train``: build the TrainConfig from the options and train, writing --out (and --export)."""
-    from . import limits
-    from .config import TrainConfig, UNetConfig
+    from . import distributed, limits
+    from .config import TrainConfig, UNetConfig, unet_layout
+    from .devices import default_precision, pick_device
     from .training import train
 
     try:  # everything is checked before training starts: paths here, settings by the configs
@@ -227,17 +228,19 @@ def train_command(args: argparse.Namespace) -> int:
                                  f"dataset {args.dataset!r} has {dataset.image_shape[0]} channels")
             dataset = autoencoder.latent_dataset(ae, scale, dataset)
             latent = autoencoder.payload_of(ae, scale)
-        unet = UNetConfig(in_channels=dataset.image_shape[0], base_channels=args.base_channels,
-                          channel_mults=tuple(args.channel_mults),
+        layout = (unet_layout(dataset.image_shape[-1]) if args.channel_mults is None
+                  else {"channel_mults": tuple(args.channel_mults)})
+        unet = UNetConfig(in_channels=dataset.image_shape[0], base_channels=args.base_channels, **layout,
                           num_classes=len(dataset.class_names) if args.conditional else None)
-        config = TrainConfig(unet=unet, **{name: getattr(args, name) for name in TRAIN_OPTIONS})
+        config = TrainConfig(unet=unet, flip=args.flip, **{name: getattr(args, name) for name in TRAIN_OPTIONS})
         if args.limits:
             shape = "x".join(map(str, dataset.image_shape))
             limits.require_within(limits.training_bytes(config, dataset.image_shape),
                                   f"training a U-Net of --base-channels {args.base_channels} --channel-mults "
-                                  f"{' '.join(map(str, args.channel_mults))} on batches of --batch-size "
+                                  f"{' '.join(map(str, config.unet.channel_mults))} on batches of --batch-size "
                                   f"{args.batch_size} pictures of {shape}",
                                   "lower --batch-size, --image-size, --base-channels or --channel-mults")
+        device = pick_device(args.device)
     except (TypeError, ValueError, FileNotFoundError) as error:
         return _usage_error(error, TRAIN_OPTION_FLAGS)
     command = "python -m course_lib " + " ".join(args.argv)
@@ -246,10 +249,14 @@ def train_command(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     workers = 2 if args.dataset.startswith("folder:") else 0       # decoding pictures is worth a process
     try:
-        result = train(config, dataset, checkpoint=args.out, resume=args.resume, export=args.export,
-                       dataset_name=args.dataset, command=command, num_workers=workers, latent=latent)
+        with distributed.process_group(device) as device:      # under torchrun: this process's share of the work
+            result = train(config, dataset, checkpoint=args.out, resume=args.resume, export=args.export,
+                           dataset_name=args.dataset, command=command, num_workers=workers, latent=latent,
+                           device=device, precision=args.precision or default_precision(device))
     except (TypeError, ValueError) as error:
         return _usage_error(error, TRAIN_OPTION_FLAGS)
+    if not distributed.is_main():
+        return 0
     exported = f" and {args.export}" if args.export else ""
     print(f"wrote {args.out}{exported}: step {result.step}, final loss {result.loss_history[-1]:.4f}, "
           f"{result.seconds:.0f} s of training")
@@ -296,6 +303,7 @@ def sample_command(args: argparse.Namespace) -> int:
     import torch
 
     from . import limits
+    from .devices import pick_device
     from .sampling import sample
     from .training import load_checkpoint
     from .viz import image_grid
@@ -308,7 +316,8 @@ def sample_command(args: argparse.Namespace) -> int:
         if not 0 <= args.seed < 2**64:
             raise ValueError(f"--seed must lie in 0..2**64-1 (what torch.Generator takes), got {args.seed}")
         _require_writable_directory("--out", args.out)
-        model, schedule, info = load_checkpoint(args.checkpoint)
+        device = pick_device(args.device)
+        model, schedule, info = load_checkpoint(args.checkpoint, map_location=device)
         if args.guidance is not None and args.label is None:
             raise ValueError("--guidance needs --label Y (the class to guide towards)")
         labels = None if args.label is None else _parse_labels(args.label, model.num_classes, args.checkpoint)
@@ -363,12 +372,13 @@ def sample_command(args: argparse.Namespace) -> int:
     if flow:
         from .flows import sample_flow, velocity_fn
 
-        noise = torch.randn(shape, generator=torch.Generator().manual_seed(args.seed))
+        noise = torch.randn(shape, generator=torch.Generator().manual_seed(args.seed)).to(device)
         samples = sample_flow(velocity_fn(network), noise, steps, args.sampler, model=model, progress=True).images
     else:
         samples = sample(network, schedule, shape, sampler=args.sampler, steps=steps, eta=args.eta, seed=args.seed,
                          clip_x0=not args.no_clip and info["latent"] is None,   # latents are not in [-1, 1]
-                         parameterization=info["config"].parameterization).images
+                         parameterization=info["config"].parameterization, device=device).images
+    samples = samples.cpu()
     if info["latent"] is not None:   # latent diffusion: the samples are latents; decode them to pictures
         from .autoencoder import decode_latents, from_payload
 

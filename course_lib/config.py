@@ -37,6 +37,7 @@ class UNetConfig:
     dropout: float = 0.0
     skip_connections: bool = True
     time_conditioning: bool = True
+    attention_levels: tuple[int, ...] = ()
 
     def __post_init__(self):
         check.require_int(self.in_channels, "in_channels", minimum=1)
@@ -57,6 +58,29 @@ class UNetConfig:
             check.require_int(self.time_embed_dim, "time_embed_dim", minimum=1)
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+        levels = self.attention_levels
+        if (isinstance(levels, (str, bytes)) or not hasattr(levels, "__len__")
+                or not all(isinstance(l, int) and not isinstance(l, bool) and 0 <= l < len(mults) for l in levels)):
+            raise ValueError(f"attention_levels must be a sequence of level numbers in 0..{len(mults) - 1}, "
+                             f"got {levels!r}")
+        object.__setattr__(self, "attention_levels", tuple(levels))
+
+
+def unet_layout(image_size: int) -> dict:
+    """The U-Net's channel_mults and attention_levels for square pictures of ``image_size`` pixels.
+
+    Below 32 px (the digits' 8, MNIST's 28, autoencoder latents): two levels, attention in the bottleneck only.
+    From 32 px: halve down to 8x8 or less (32: 32, 16, 8; 64: 64, 32, 16, 8), widths 1, 2, 2, ... times the base,
+    and self-attention at every level of 16x16 or less (Ho et al. 2020, App. B: at 16x16; Nichol & Dhariwal 2021:
+    at 16 and 8), where its (H W)^2 cost stays small.
+    """
+    if image_size < 32:
+        return {"channel_mults": (1, 2), "attention_levels": ()}
+    sides = [image_size]
+    while sides[-1] > 8:
+        sides.append(-(-sides[-1] // 2))
+    return {"channel_mults": (1,) + (2,) * (len(sides) - 1),
+            "attention_levels": tuple(level for level, side in enumerate(sides) if side <= 16)}
 
 
 @dataclass(frozen=True)
@@ -65,7 +89,8 @@ class TrainConfig:
 
     unet: the network. steps: total optimizer steps; max_seconds: time budget of one run (at least one of the
     two). batch_size, lr, weight_decay (AdamW), grad_clip (gradient-norm clipping), ema_decay (EMA beta),
-    label_dropout (probability that a label becomes the null class, class-conditional nets only),
+    label_dropout (probability that a label becomes the null class, class-conditional nets only), flip (mirror
+    each training picture left-right with probability 1/2: more data for free when mirror images are as likely),
     parameterization ("eps", "x0" or "v": what the net outputs; "flow": flow matching's velocity eps - x0 with
     time tau * 1000, see flows.py), weighting ("min_snr" or "uniform": the loss's weight per timestep,
     ``training.loss_weights``; diffusion objectives only), schedule ("linear" or "cosine") and T,
@@ -84,6 +109,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     label_dropout: float = 0.15
+    flip: bool = False
     parameterization: str = "eps"
     weighting: str = "min_snr"
     schedule: str = "cosine"
@@ -111,6 +137,8 @@ class TrainConfig:
         if not 0.0 <= check.require_number(self.ema_decay, "ema_decay") < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         check.require_number(self.label_dropout, "label_dropout", 0.0, 1.0)
+        if not isinstance(self.flip, bool):
+            raise TypeError(f"flip must be True or False, got {type(self.flip).__name__}")
         check.require_choice(self.parameterization, "parameterization", OBJECTIVES)
         check.require_choice(self.weighting, "weighting", WEIGHTINGS)
         check.require_choice(self.schedule, "schedule", SCHEDULE_NAMES)

@@ -8,7 +8,7 @@ MNIST / Fashion-MNIST IDX files (``mnist.load_mnist``, ``mnist.load_idx``) and f
 
 Every dataset is a ``torch.utils.data.Dataset`` whose ``__getitems__`` returns a whole batch
 (images (B, C, H, W), labels (B,) or None); ``data_loader`` wraps one in a ``DataLoader`` with a seeded
-``EpochShuffle`` sampler (a ``DistributedSampler`` can take its place), and ``iterate_batches`` deals
+``EpochShuffle`` sampler (``distributed.ShardSampler`` deals each process its share), and ``iterate_batches`` deals
 its batches for as many epochs as wanted.
 """
 from __future__ import annotations
@@ -236,27 +236,30 @@ def _as_batch(batch):
 
 
 def data_loader(dataset: Dataset, batch_size: int, seed: int = 0, drop_last: bool = True, num_workers: int = 0,
-                sampler: Sampler | None = None) -> DataLoader:
+                sampler: Sampler | None = None, pin_memory: bool = False) -> DataLoader:
     """A DataLoader dealing (images, labels or None) batches of ``dataset`` in a seeded ``EpochShuffle`` order
-    (or ``sampler``'s, e.g. a DistributedSampler). num_workers > 0 loads batches in worker processes."""
+    (or ``sampler``'s, e.g. ``distributed.ShardSampler``). num_workers > 0 loads batches in worker processes;
+    pin_memory puts batches in page-locked memory, from which they copy to a CUDA GPU asynchronously."""
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler or EpochShuffle(len(dataset), seed),
                       drop_last=drop_last, num_workers=num_workers, collate_fn=_as_batch,
-                      persistent_workers=num_workers > 0)
+                      persistent_workers=num_workers > 0, pin_memory=pin_memory)
 
 
 def iterate_batches(dataset: Dataset, batch_size: int, seed: int = 0, epochs: int | None = None,
-                    drop_last: bool = True, start: int = 0, num_workers: int = 0):
+                    drop_last: bool = True, start: int = 0, num_workers: int = 0, sampler: Sampler | None = None,
+                    pin_memory: bool = False):
     """Yield (images, labels) mini-batches in a seeded random order, reshuffled every epoch (``data_loader``).
 
     labels is None for an unlabelled dataset. epochs=None repeats forever (a training loop counts
     steps, not epochs). drop_last keeps every batch the same size. The same seed gives the same batches.
     start: begin at that batch (a resumed run), without loading the batches before it.
+    sampler: an ``EpochShuffle`` of its own (e.g. a rank's ``distributed.ShardSampler``) instead of the default.
     """
     require_int(batch_size, "batch_size", minimum=1)
     n = len(dataset)
     if drop_last and batch_size > n:
         raise ValueError(f"batch_size {batch_size} is larger than the dataset ({n} images) with drop_last=True")
-    loader = data_loader(dataset, batch_size, seed, drop_last, num_workers)
+    loader = data_loader(dataset, batch_size, seed, drop_last, num_workers, sampler, pin_memory)
     epoch, batch = divmod(start, len(loader))
     loader.sampler.fast_forward(epoch, batch * batch_size)
     while epochs is None or epoch < epochs:

@@ -35,9 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import devices, distributed
 from ._io import write_atomically
+from ._validate import require_choice
 from .config import MIN_SNR_GAMMA, TrainConfig
 from .data import ImageDataset, iterate_batches
+from .distributed import share
 from .flows import flow_loss
 from .forward import q_sample, v_from_x0_eps
 from .schedules import NoiseSchedule
@@ -272,7 +275,7 @@ RESUMABLE_CHANGES = ("steps", "max_seconds", "checkpoint_every")
 
 def train(config: TrainConfig, dataset: ImageDataset, checkpoint=None, resume: bool = False, export=None,
           dataset_name: str = "custom", command: str | None = None, progress: bool = True, device="cpu",
-          num_workers: int = 0, latent: dict | None = None) -> TrainResult:
+          num_workers: int = 0, latent: dict | None = None, precision: str = "fp32") -> TrainResult:
     """Train ``UNet(config.unet)`` on ``dataset`` with L_simple until config.steps (total) or config.max_seconds
     (this run).
 
@@ -291,7 +294,11 @@ def train(config: TrainConfig, dataset: ImageDataset, checkpoint=None, resume: b
     dataset: any of ``data``'s datasets (in memory, or an ``ImageFolder`` read by ``num_workers`` processes).
     latent: for latent diffusion (the dataset holds scaled autoencoder latents), the autoencoder's payload
     (``autoencoder.payload_of``), stored in every checkpoint so that sampling can decode.
-    Returns a TrainResult; its loss_history covers every step since step 0.
+    device: where the arithmetic runs (``devices.pick_device``); precision: "fp32", or "bf16" / "fp16" for the
+    forward pass under autocast (fp16 with a GradScaler). Random numbers are drawn on the CPU either way.
+    In a torchrun process group (``distributed.process_group``) every process trains its share of each global
+    batch of config.batch_size under DistributedDataParallel; rank 0 alone shows progress and writes files.
+    Returns a TrainResult; its loss_history covers every step since step 0 (each the global batch's loss).
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -300,9 +307,15 @@ def train(config: TrainConfig, dataset: ImageDataset, checkpoint=None, resume: b
     conditional = config.unet.num_classes is not None
     if conditional and dataset.labels is None:
         raise ValueError("a class-conditional UNet (num_classes set) needs a labelled dataset; this one has no labels")
+    require_choice(precision, "precision", devices.PRECISIONS)
+    world, device = distributed.world_size(), torch.device(device)
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} must divide evenly among the {world} processes")
     schedule = config.make_schedule()
     torch.manual_seed(config.seed)       # the weight initialisation and any dropout inside the net
     model = UNet(**asdict(config.unet)).to(device)
+    network = distributed.wrap(model, device)       # what the loss calls: DDP under torchrun, else the model
+    scaler = devices.grad_scaler(device, precision)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True)
     ema = EMA(model, config.ema_decay)
     generator = torch.Generator().manual_seed(config.seed)      # t, noise and label dropout
@@ -319,17 +332,22 @@ def train(config: TrainConfig, dataset: ImageDataset, checkpoint=None, resume: b
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         ema.load_state_dict(state["ema"])
+        if state.get("scaler") and scaler.is_enabled():
+            scaler.load_state_dict(state["scaler"])
         generator.set_state(state["rng"]["generator"])
         torch.set_rng_state(state["rng"]["torch"])
         step, history, seconds = state["step"], list(state["loss_history"]), state["seconds"]
 
-    batches = iterate_batches(dataset, config.batch_size, seed=config.seed, start=step, num_workers=num_workers)
+    batches = iterate_batches(dataset, config.batch_size // world, seed=config.seed, start=step,
+                              num_workers=num_workers, pin_memory=device.type == "cuda",
+                              sampler=distributed.ShardSampler(len(dataset), config.batch_size, config.seed))
 
     def save(path, ema_only: bool = False) -> None:
         save_checkpoint(path, {
             "format": CHECKPOINT_FORMAT, "config": config.to_dict(),
             "model": None if ema_only else model.state_dict(), "ema": ema.state_dict(),
             "optimizer": None if ema_only else optimizer.state_dict(),
+            "scaler": None if ema_only or not scaler.is_enabled() else scaler.state_dict(),
             "rng": None if ema_only else {"generator": generator.get_state(), "torch": torch.get_rng_state()},
             "step": step, "seconds": seconds, "loss_history": history, "command": command, "latent": latent,
             "dataset": {"name": dataset_name, "image_shape": list(dataset.image_shape),
@@ -337,37 +355,52 @@ def train(config: TrainConfig, dataset: ImageDataset, checkpoint=None, resume: b
 
     from tqdm.auto import tqdm
     start, run_start_seconds = time.perf_counter(), seconds
-    bar = tqdm(total=config.steps, initial=step, desc="training", unit="step", disable=not progress)
+    main = distributed.is_main()
+    bar = tqdm(total=config.steps, initial=step, desc="training", unit="step", disable=not (progress and main))
     model.train()
-    while ((config.steps is None or step < config.steps)
-           and (config.max_seconds is None or time.perf_counter() - start < config.max_seconds)):
-        x0, y = next(batches)
-        x0 = x0.to(device)
-        y = drop_labels(y, config.label_dropout, model.num_classes, generator).to(device) if conditional else None
-        if config.parameterization == "flow":
-            loss = flow_loss(model, x0, y=y, generator=generator)
+    batch, flow = config.batch_size, config.parameterization == "flow"
+    while ((config.steps is None or step < config.steps) and (config.max_seconds is None or distributed.value_of_rank0(
+            time.perf_counter() - start) < config.max_seconds)):
+        x0, y = next(batches)       # this process's rows of the global batch (all of them in a single process)
+        # Random numbers are drawn for the whole global batch and each process keeps its rows (``share``), so an
+        # item gets the same flip, dropped label, t and noise whatever the number of processes.
+        if config.flip:
+            flipped = share(torch.rand(batch, generator=generator) < 0.5)
+            x0 = torch.where(flipped[:, None, None, None], x0.flip(-1), x0)
+        x0 = x0.to(device, non_blocking=True)
+        if conditional:     # drop_labels, with the coins of the global batch
+            dropped = share(torch.rand(batch, generator=generator) < config.label_dropout)
+            y = torch.where(dropped, torch.full_like(y, model.num_classes), y).to(device)
         else:
-            loss = diffusion_loss(model, x0, schedule, y=y, parameterization=config.parameterization,
-                                  generator=generator, weighting=config.weighting)
+            y = None
+        times = share(torch.rand(batch, generator=generator, dtype=torch.float64) if flow      # tau in [0, 1)
+                      else sample_timesteps(batch, schedule.T, generator))                       # t in 0..T-1
+        noise = share(torch.randn((batch, *x0.shape[1:]), generator=generator, dtype=x0.dtype))
+        with devices.autocast(device, precision):
+            loss = (flow_loss(network, x0, times, noise, y=y) if flow else
+                    diffusion_loss(network, x0, schedule, times, noise, y=y, weighting=config.weighting,
+                                   parameterization=config.parameterization))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)          # clip the true gradient, not the fp16 loss scale's multiple of it
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         ema.update(model)
         step += 1
-        history.append(loss.item())
+        history.append(distributed.mean_over_ranks(loss.item()))
         seconds = run_start_seconds + time.perf_counter() - start
         bar.update()
         bar.set_postfix(loss=f"{history[-1]:.4f}", refresh=False)
-        if checkpoint is not None and step % config.checkpoint_every == 0:
+        if checkpoint is not None and main and step % config.checkpoint_every == 0:
             save(checkpoint)
     if config.steps is None or step < config.steps:   # the time budget ended the run: a success, not a half-full bar
         bar.total = bar.n
         bar.set_description_str(f"training stopped after {config.max_seconds:g} s as asked")
     bar.close()
-    if checkpoint is not None:
+    if checkpoint is not None and main:
         save(checkpoint)
-    if export is not None:
+    if export is not None and main:
         save(export, ema_only=True)
     return TrainResult(model, ema, step, history, seconds)
 

@@ -36,6 +36,7 @@ class UNet(nn.Module):
         conv_in                                  in_channels -> base_channels
         down level l: num_res_blocks ResidualBlocks, keep the result as skip l, then a stride-2 conv
                       (not after the last level)
+        (levels in attention_levels: an AttentionBlock after each of their ResidualBlocks, on both paths)
         bottleneck    ResidualBlock, AttentionBlock (if attention), ResidualBlock, at the lowest resolution
         up level l (from the lowest): upsample and a 3x3 conv (not at the lowest level), concatenate
                       skip l, num_res_blocks ResidualBlocks
@@ -54,16 +55,19 @@ class UNet(nn.Module):
         dropout: inside the residual blocks.
         skip_connections, time_conditioning: ablation switches (notebook 03): without skips the up
             path sees only the bottleneck; without time the blocks get no timestep information.
+        attention_levels: levels (0-based) with self-attention too, e.g. those at 16x16 and 8x8 for
+            32-64 px pictures (``config.unet_layout``); attention costs (H W)^2, so never at full resolution.
     """
 
     def __init__(self, in_channels: int = 1, out_channels: int | None = None, base_channels: int = 32,
                  channel_mults: tuple[int, ...] = (1, 2), num_res_blocks: int = 1, attention: bool = True,
                  num_classes: int | None = None, time_embed_dim: int | None = None, dropout: float = 0.0,
-                 skip_connections: bool = True, time_conditioning: bool = True):
+                 skip_connections: bool = True, time_conditioning: bool = True,
+                 attention_levels: tuple[int, ...] = ()):
         super().__init__()
         UNetConfig(in_channels, out_channels, base_channels, tuple(channel_mults) if isinstance(channel_mults, list)
                    else channel_mults, num_res_blocks, attention, num_classes, time_embed_dim, dropout,
-                   skip_connections, time_conditioning)       # checks the arguments
+                   skip_connections, time_conditioning, tuple(attention_levels))       # checks the arguments
         self.in_channels = in_channels
         self.out_channels = out_channels or in_channels
         self.num_classes = num_classes
@@ -86,6 +90,11 @@ class UNet(nn.Module):
             channels = width
             if level < self.levels - 1:
                 self.downsamples.append(nn.Conv2d(width, width, 3, stride=2, padding=1))
+
+        def attention_blocks():    # empty for a level without attention: such nets' checkpoints keep their keys
+            return nn.ModuleList(nn.ModuleList(AttentionBlock(width) for _ in range(num_res_blocks)
+                                               if level in attention_levels) for level, width in enumerate(widths))
+        self.down_attention, self.up_attention = attention_blocks(), attention_blocks()
 
         self.mid = nn.ModuleList([ResidualBlock(channels, channels, time_dim, dropout),
                                   AttentionBlock(channels) if attention else nn.Identity(),
@@ -155,8 +164,7 @@ class UNet(nn.Module):
         h = self.conv_in(h)
         skips = []
         for level, blocks in enumerate(self.down_blocks):
-            for block in blocks:
-                h = block(h, emb)
+            h = _run_level(blocks, self.down_attention[level], h, emb)
             # Without skip connections, a zero-channel tensor keeps one code path: concatenating it adds nothing.
             skips.append(h if self.skip_connections else h[:, :0])
             if level < self.levels - 1:
@@ -170,8 +178,7 @@ class UNet(nn.Module):
                 h = torch.cat([h, skips[level]], dim=1)       # the bottom: same resolution, nothing to upsample
             else:
                 h = upsample_and_concat(h, skips[level], self.up_convs[level])
-            for block in self.up_blocks[level]:
-                h = block(h, emb)
+            h = _run_level(self.up_blocks[level], self.up_attention[level], h, emb)
 
         h = self.conv_out(F.silu(self.norm_out(h)))
         return h[:, :, pad_h // 2: pad_h // 2 + height, pad_w // 2: pad_w // 2 + width]
@@ -182,10 +189,18 @@ class UNet(nn.Module):
         return {"time embedding": count_parameters(self.time_embed),
                 "class embedding": count_parameters(self.class_embed),
                 "input conv": count_parameters(self.conv_in),
-                "down path": count_parameters(self.down_blocks, self.downsamples),
+                "down path": count_parameters(self.down_blocks, self.downsamples, self.down_attention),
                 "bottleneck": count_parameters(self.mid),
-                "up path": count_parameters(self.up_convs, self.up_blocks),
+                "up path": count_parameters(self.up_convs, self.up_blocks, self.up_attention),
                 "output": count_parameters(self.norm_out, self.conv_out)}
+
+
+def _run_level(blocks: nn.ModuleList, attention: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    """A level's ResidualBlocks in turn, each followed by its AttentionBlock when the level has attention."""
+    for i, block in enumerate(blocks):
+        h = block(h, emb)
+        h = attention[i](h) if len(attention) else h
+    return h
 
 
 def trace_shapes(model: UNet, x: torch.Tensor, t, y: torch.Tensor | None = None) -> list[tuple[str, tuple]]:
@@ -194,6 +209,7 @@ def trace_shapes(model: UNet, x: torch.Tensor, t, y: torch.Tensor | None = None)
     named = [("conv_in", model.conv_in)]
     for level, blocks in enumerate(model.down_blocks):
         named += [(f"down[{level}].res[{i}]", b) for i, b in enumerate(blocks)]
+        named += [(f"down[{level}].attn[{i}]", b) for i, b in enumerate(model.down_attention[level])]
         if level < model.levels - 1:
             named.append((f"downsample[{level}]", model.downsamples[level]))
     named += [(f"mid[{i}] {type(layer).__name__}", layer) for i, layer in enumerate(model.mid)]
@@ -201,6 +217,7 @@ def trace_shapes(model: UNet, x: torch.Tensor, t, y: torch.Tensor | None = None)
         if level < model.levels - 1:
             named.append((f"up_conv[{level}]", model.up_convs[level]))
         named += [(f"up[{level}].res[{i}]", b) for i, b in enumerate(model.up_blocks[level])]
+        named += [(f"up[{level}].attn[{i}]", b) for i, b in enumerate(model.up_attention[level])]
     named.append(("conv_out", model.conv_out))
     for name, module in named:
         hooks.append(module.register_forward_hook(
