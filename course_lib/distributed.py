@@ -54,10 +54,12 @@ def process_group(device: torch.device):
 
 
 def rank() -> int:
+    """This process's number in the group, 0..world_size() - 1 (0 without a group)."""
     return dist.get_rank() if dist.is_initialized() else 0
 
 
 def world_size() -> int:
+    """The number of processes in the group (1 without a group)."""
     return dist.get_world_size() if dist.is_initialized() else 1
 
 
