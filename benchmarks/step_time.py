@@ -19,6 +19,7 @@ import torch
 
 from course_lib import data, training
 from course_lib.__main__ import make_parser
+from course_lib.config import unet_layout
 from course_lib.schedules import NoiseSchedule
 from course_lib.unet import UNet
 
@@ -28,8 +29,8 @@ PHASES = ("data", "forward", "backward", "clip", "optimizer", "ema")
 def configuration(*flags: str) -> dict:
     """The settings of `python -m course_lib train --dataset digits FLAGS`: the CLI's defaults are the defaults."""
     args = make_parser().parse_args(["train", "--dataset", "digits", "--steps", "1", "--out", "x.pt", *flags])
-    return {"unet": {"in_channels": 1, "base_channels": args.base_channels, "channel_mults": tuple(args.channel_mults),
-                     "attention": True},
+    mults = tuple(args.channel_mults or unet_layout(8)["channel_mults"])     # the digits' 8 px layout by default
+    return {"unet": {"in_channels": 1, "base_channels": args.base_channels, "channel_mults": mults, "attention": True},
             "schedule": NoiseSchedule.from_name(args.schedule, args.T), "batch_size": args.batch_size, "lr": args.lr,
             "weighting": args.weighting, "ema_decay": args.ema_decay}
 
