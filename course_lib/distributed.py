@@ -43,8 +43,15 @@ def process_group(device: torch.device):
     if not launched_by_torchrun():
         yield device
         return
+    if device.type == "mps":
+        raise ValueError("--device mps: PyTorch has no distributed backend for Apple's MPS; train in one process, "
+                         "or under torchrun with --device cpu")
     if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        local_rank = int(os.environ["LOCAL_RANK"])
+        if local_rank >= torch.cuda.device_count():
+            raise ValueError(f"torchrun started more processes on this machine than it has GPUs "
+                             f"({torch.cuda.device_count()}): give --nproc_per_node {torch.cuda.device_count()}")
+        device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
