@@ -29,13 +29,23 @@ from course_lib.unet import UNet
 TINY = ["--dataset", "digits", "--conditional", "--base-channels", "8", "--T", "50", "--batch-size", "16",
         "--seed", "0"]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]   # = torchrun
-# Logs which rank renames a file over a checkpoint (the last act of the atomic writer), through an audit hook.
-RENAME_LOGGER = """import os, sys
+# Started in every process: logs which rank renames a file over a checkpoint (the last act of the atomic writer),
+# through an audit hook, and with EMA_DIR set saves each rank's final EMA weights, which only rank 0 writes otherwise.
+WATCHER = """import os, sys
 def _log(event, args):
     if event == "os.rename" and str(args[1]).endswith(".pt"):
         with open(os.environ["RENAME_LOG"], "a") as log:
             log.write(os.environ.get("RANK", "none") + "\\n")
 sys.addaudithook(_log)
+if "RANK" in os.environ and "EMA_DIR" in os.environ:
+    import torch
+    from course_lib import training
+    _train = training.train
+    def _recording(*args, **kwargs):
+        result = _train(*args, **kwargs)
+        torch.save(result.ema.shadow, os.path.join(os.environ["EMA_DIR"], "ema-rank" + os.environ["RANK"] + ".pt"))
+        return result
+    training.train = _recording
 """
 
 
@@ -46,12 +56,13 @@ def run(*argv) -> int:
         return exit_.code
 
 
-def torchrun(tmp_path: Path, *argv, wait: bool = True):
-    """``torchrun --standalone --nproc_per_node 2 -m course_lib train ARGV``, logging checkpoint writes by rank."""
+def torchrun(tmp_path: Path, *argv, wait: bool = True, ema_dir: Path | None = None):
+    """``torchrun --standalone --nproc_per_node 2 -m course_lib train ARGV``, logging checkpoint writes by rank
+    (and saving every rank's final EMA into ema_dir)."""
     (tmp_path / "hook").mkdir(exist_ok=True)
-    (tmp_path / "hook" / "sitecustomize.py").write_text(RENAME_LOGGER)
+    (tmp_path / "hook" / "sitecustomize.py").write_text(WATCHER)
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tmp_path / "hook"),
-                   "RENAME_LOG": str(tmp_path / "renames.log")}
+                   "RENAME_LOG": str(tmp_path / "renames.log"), **({"EMA_DIR": str(ema_dir)} if ema_dir else {})}
     command = [*TORCHRUN, "-m", "course_lib", "train", *map(str, argv)]
     if not wait:
         return subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -103,11 +114,14 @@ def test_a_killed_two_process_run_resumes_rank_0_writes_and_the_loss_falls(tmp_p
     interrupted_at = read_checkpoint(out)["step"]
     assert 3 <= interrupted_at < steps
     result = torchrun(tmp_path, "--steps", steps, "--max-seconds", 600, "--checkpoint-every", 3, "--out", out,
-                      "--resume", *TINY)      # with a time budget too: the ranks follow rank 0's clock
+                      "--resume", *TINY, ema_dir=tmp_path)      # with a time budget too: ranks follow rank 0's clock
     assert result.returncode == 0, result.stderr
     assert [p.name for p in out.parent.iterdir()] == ["model.pt"]
     assert set((tmp_path / "renames.log").read_text().split()) == {"0"}     # every checkpoint came from rank 0
     resumed = read_checkpoint(out)
+    every_rank = [torch.load(tmp_path / f"ema-rank{rank}.pt") for rank in (0, 1)]
+    assert all(torch.equal(every_rank[0][k], every_rank[1][k]) for k in every_rank[0])     # the same EMA, bit for bit
+    assert all(torch.equal(every_rank[0][k], resumed["ema"]["shadow"][k]) for k in every_rank[0])
     losses = resumed["loss_history"]
     assert resumed["step"] == steps and len(losses) == steps
     assert np.mean(losses[-6:]) < 0.6 * np.mean(losses[:6])
