@@ -28,6 +28,7 @@ from ._validate import require_float_tensor, require_int
 from .data import ImageDataset, iterate_batches
 
 FORMAT = "diffusion-course autoencoder v1"
+DOWNSAMPLING = 4     # two stride-2 convolutions: a latent pixel per 4 x 4 picture pixels
 ASSET = Path(__file__).resolve().parent / "assets" / "sprites_autoencoder.pt"
 ASSET_COMMAND = ("python -m course_lib.autoencoder --dataset sprites --steps 1500 --seed 0 "
                  "--out course_lib/assets/sprites_autoencoder.pt")

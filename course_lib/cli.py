@@ -10,6 +10,7 @@ import csv
 import io
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 DEFAULT_DDIM_STEPS = 50
@@ -168,9 +169,10 @@ def _require_writable_directory(option: str, path: Path) -> None:
 DATASET_HELP = "digits (built in), sprites (built in, 32x32 colour), mnist:DIR, fashion-mnist:DIR (IDX files already on disk) or folder:DIR (pictures)"
 
 
-def _load_dataset(spec: str, image_size: int, channels: int, limits: bool = True):
+def _load_dataset(spec: str, image_size: int, channels: int, limits: bool = True, in_memory: bool = False):
     """A training set from a --dataset spec; ValueError / FileNotFoundError for anything else. With ``limits``,
-    IDX files larger than mnist.MAX_IDX_BYTES (compressed or not) are refused before they are read."""
+    IDX files larger than mnist.MAX_IDX_BYTES (compressed or not) are refused before they are read. A folder
+    is read lazily by the training loop's workers unless ``in_memory``."""
     from . import data, mnist
 
     kind, _, directory = spec.partition(":")
@@ -183,7 +185,8 @@ def _load_dataset(spec: str, image_size: int, channels: int, limits: bool = True
         return mnist.load_mnist(directory, "train", fashion=kind == "fashion-mnist",
                                 max_bytes=mnist.MAX_IDX_BYTES if limits else None)
     if kind == "folder" and directory:
-        return data.image_folder(directory, size=image_size, channels=channels)     # read lazily by workers
+        read = data.load_image_folder if in_memory else data.image_folder
+        return read(directory, size=image_size, channels=channels)
     raise ValueError(f"unknown dataset {spec!r}; expected {DATASET_HELP}")
 
 
@@ -211,10 +214,15 @@ def train_command(args: argparse.Namespace) -> int:
         for option, path in (("--out", args.out), ("--export", args.export)):
             if path is not None:
                 _require_writable_directory(option, path)
+        # The settings first (within a second, before a dataset is read); channels and classes come from it.
+        mults = {} if args.channel_mults is None else {"channel_mults": tuple(args.channel_mults)}
+        config = TrainConfig(unet=UNetConfig(base_channels=args.base_channels, **mults), flip=args.flip,
+                             **{name: getattr(args, name) for name in TRAIN_OPTIONS})
         if args.limits:
             limits.require_within(limits.SCHEDULE_TABLE_BYTES * args.T, f"--T {args.T} (the noise schedule's tables)",
                                   "use a few thousand timesteps at most (1000 is usual)")
-        dataset = _load_dataset(args.dataset, args.image_size, args.channels, args.limits)
+        dataset = _load_dataset(args.dataset, args.image_size, args.channels, args.limits,
+                                in_memory=args.latent is not None)     # the autoencoder encodes all of it at once
         if args.conditional and dataset.labels is None:
             raise ValueError(f"--conditional needs labels, and dataset {args.dataset!r} has none "
                              f"(a folder needs one sub-folder per class)")
@@ -226,13 +234,19 @@ def train_command(args: argparse.Namespace) -> int:
             if dataset.image_shape[0] != ae.config["in_channels"]:
                 raise ValueError(f"--latent: {args.latent} encodes {ae.config['in_channels']}-channel pictures, "
                                  f"dataset {args.dataset!r} has {dataset.image_shape[0]} channels")
+            if any(size % autoencoder.DOWNSAMPLING for size in dataset.image_shape[1:]):
+                raise ValueError(f"--latent: the autoencoder halves the picture size twice, so it must be a "
+                                 f"multiple of {autoencoder.DOWNSAMPLING}; got {dataset.image_shape[1]} "
+                                 f"(set --image-size)")
             dataset = autoencoder.latent_dataset(ae, scale, dataset)
             latent = autoencoder.payload_of(ae, scale)
         layout = (unet_layout(dataset.image_shape[-1]) if args.channel_mults is None
                   else {"channel_mults": tuple(args.channel_mults)})
-        unet = UNetConfig(in_channels=dataset.image_shape[0], base_channels=args.base_channels, **layout,
-                          num_classes=len(dataset.class_names) if args.conditional else None)
-        config = TrainConfig(unet=unet, flip=args.flip, **{name: getattr(args, name) for name in TRAIN_OPTIONS})
+        config = replace(config, unet=replace(config.unet, in_channels=dataset.image_shape[0], **layout,
+                                              num_classes=len(dataset.class_names) if args.conditional else None))
+        if len(dataset) < config.batch_size:
+            raise ValueError(f"--batch-size {config.batch_size} is larger than the dataset {args.dataset!r} "
+                             f"({len(dataset)} images); lower --batch-size or add pictures")
         if args.limits:
             shape = "x".join(map(str, dataset.image_shape))
             limits.require_within(limits.training_bytes(config, dataset.image_shape),

@@ -57,18 +57,18 @@ def require_within(estimate: float, what: str, fix: str, limit: float | None = N
 
 
 def unet_sizes(unet, height: int, width: int) -> tuple[int, int]:
-    """(floats in the U-Net's feature maps over all levels, entries of its attention matrices: the bottleneck's and
-    those of its attention_levels on both paths) for one H x W image, with the padding to a multiple of
-    2^(levels - 1) that ``unet.UNet`` applies."""
+    """(floats in the U-Net's feature maps over all levels, entries of its attention matrices) for one H x W image,
+    with the padding to a multiple of 2^(levels - 1) that ``unet.UNet`` applies: the bottleneck's attention, and
+    at each of ``attention_levels`` one after every residual block of both paths."""
     levels = len(unet.channel_mults)
     multiple = 2 ** (levels - 1)
     height, width = -(-height // multiple) * multiple, -(-width // multiple) * multiple
     features = sum(unet.base_channels * mult * (height >> level) * (width >> level)
                    for level, mult in enumerate(unet.channel_mults))
-    positions = (height >> (levels - 1)) * (width >> (levels - 1))
-    at_levels = sum(2 * unet.num_res_blocks * ((height >> level) * (width >> level)) ** 2
-                    for level in unet.attention_levels)
-    return features, (positions ** 2 if unet.attention else 0) + at_levels
+    positions = [(height >> level) * (width >> level) for level in range(levels)]
+    attention = (positions[-1] ** 2 if unet.attention else 0) + sum(
+        2 * unet.num_res_blocks * positions[level] ** 2 for level in unet.attention_levels)
+    return features, attention
 
 
 def unet_parameters(unet) -> int:

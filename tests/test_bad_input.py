@@ -18,6 +18,7 @@ import io
 import json
 import os
 import random
+import re
 import resource
 import struct
 import subprocess
@@ -34,6 +35,7 @@ from PIL import Image
 from course_lib import __main__ as cli_main
 from course_lib import data, ddim, procedural
 from course_lib._io import write_atomically
+from course_lib.autoencoder import ASSET as AUTOENCODER_ASSET
 from course_lib.training import DIFFUSION_ASSET, load_checkpoint, read_checkpoint
 
 MEMORY_CAP = 4 * 2**30        # bytes of address space for a child (torch alone maps ~0.6 GB)
@@ -139,6 +141,8 @@ CASES = [
      None),
     ("sample --guidance nan", ASSET + ["--label", "3", "--guidance", "nan"], 2, ["--guidance", "finite"],
      "sample --guidance"),
+    ("sample overflowing guidance", ASSET + ["--label", "3", "--guidance", "1e300", "--no-clip", "--steps", "2"], 1,
+     ["NaN or infinite", "--guidance 1e+300", "nothing written"], None),
     ("sample --guidance without --label", ASSET + ["--guidance", "2"], 2, ["--guidance needs --label"], None),
     ("sample --out .txt", ASSET[:-1] + ["{tmp}/s.txt"], 2, ["--out"], "sample --out"),
     ("sample --out under a file", ASSET[:-1] + ["{tmp}/a-file/s.npy"], 2, ["--out", "not a writable directory"],
@@ -193,11 +197,16 @@ CASES = [
     ("--threads 1e6", NEW + ["--threads", "1000000"], 2, ["--threads", "CPUs"], "train --threads"),
     ("--image-size 0", NEW + ["--dataset", "folder:{tmp}/pictures", "--image-size", "0"], 2, ["--image-size"],
      "train --image-size"),
-    ("D11 --image-size 1e5", NEW + ["--dataset", "folder:{tmp}/pictures", "--image-size", "100000"], 2,
+    ("D11 --image-size 1e5", NEW + ["--dataset", "folder:{tmp}/pictures", "--image-size", "100000", "--batch-size",
+                                    "1"], 2,
      ["pictures of 3x100000x100000", *LIMIT, "--image-size"], "train --image-size"),
     ("--latent missing", NEW + ["--latent", "{tmp}/nothing.pt"], 2, ["no autoencoder file"], "train --latent"),
     ("--latent not an autoencoder", NEW + ["--latent", str(DIFFUSION_ASSET)], 2, ["not a diffusion-course autoencoder"],
      None),
+    ("--latent picture size", NEW + ["--latent", "{ae}", "--dataset", "folder:{tmp}/pictures", "--image-size", "30"],
+     2, ["--latent", "multiple of 4", "got 30"], None),
+    ("--batch-size above the dataset", NEW + ["--dataset", "folder:{tmp}/pictures"], 2,
+     ["--batch-size 64 is larger than the dataset", "(1 images)"], None),
     ("no budget", ["train", "--out", "{tmp}/new.pt"], 2, ["budget"], None),
     ("unknown dataset", NEW + ["--dataset", "imagenet"], 2, ["unknown dataset"], "train --dataset"),
     ("missing folder", NEW + ["--dataset", "folder:{tmp}/nowhere"], 2, ["nowhere"], None),
@@ -246,11 +255,14 @@ def _snapshot(root: Path) -> dict:
 
 
 def _argv(argv: list[str], root: Path) -> list[str]:
-    return [arg.replace("{tmp}", str(root)) for arg in argv]
+    return [arg.replace("{tmp}", str(root)).replace("{ae}", str(AUTOENCODER_ASSET)) for arg in argv]
+
+
+PROGRESS_BAR = re.compile(r"^[\w ()]+: +\d+%\|")     # tqdm's lines, when a run fails after starting work
 
 
 def _check_outcome(status: int, stderr: str, expected_status: int, words: list[str], before: dict, root: Path):
-    lines = stderr.strip().splitlines()
+    lines = [line for line in stderr.strip().splitlines() if line.strip() and not PROGRESS_BAR.match(line)]
     assert status == expected_status, stderr
     assert len(lines) == 1, f"expected one line on stderr, got:\n{stderr}"
     assert "Traceback" not in stderr and "weights_only" not in stderr
