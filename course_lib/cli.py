@@ -132,6 +132,7 @@ def procedural_demo(args: argparse.Namespace) -> int:
                              f"got {args.channels}")
         if args.out.exists() and not args.out.is_dir():
             raise ValueError(f"--out must be a directory; {args.out} is a file")
+        _require_writable_directory("--out", args.out / "final.png")
         if args.limits:
             limits.require_within(
                 limits.procedural_bytes(args.height, args.width, args.channels, args.steps, procedural.STATS_EVERY,
@@ -158,7 +159,10 @@ def procedural_demo(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- train and sample
 def _require_writable_directory(option: str, path: Path) -> None:
-    """ValueError naming ``option`` unless ``path``'s folder exists (or can be made) and is writable."""
+    """ValueError naming ``option`` unless ``path`` is not a folder and its folder exists (or can be made) and is
+    writable."""
+    if path.is_dir():
+        raise ValueError(f"{option}: {path} is a folder; give a file name")
     folder = path.resolve().parent
     while not folder.exists():
         folder = folder.parent

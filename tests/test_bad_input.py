@@ -80,6 +80,8 @@ def workspace(tmp_path_factory) -> Path:
     (root / "existing.pt").write_bytes(b"hours of training")
     (root / "a-file").write_text("not a directory")
     (root / "empty").mkdir()
+    (root / "folder.pt").mkdir()
+    (root / "folder.npy").mkdir()
     (root / "notes").mkdir()
     (root / "notes" / "readme.txt").write_text("no pictures here")
     (root / "notes" / "data.csv").write_text("1,2")
@@ -236,6 +238,11 @@ CASES = [
      "procedural --noise-schedule"),
     ("procedural --out a file", ["procedural", "--out", "{tmp}/a-file"], 2, ["--out", "is a file"],
      "procedural --out"),
+    ("procedural --out under a file", ["procedural", "--out", "{tmp}/a-file/demo"], 2,
+     ["--out", "not a writable directory"], None),
+    ("train --out a folder", ["train", "--steps", "1", "--force", "--out", "{tmp}/folder.pt"], 2,
+     ["--out", "folder.pt is a folder"], None),
+    ("sample --out a folder", ASSET[:-1] + ["{tmp}/folder.npy"], 2, ["--out", "folder.npy is a folder"], None),
     # build-notebooks
     ("build-notebooks malformed notebook", ["build-notebooks", "--solutions", "{tmp}/broken", "--notebooks",
                                             "{tmp}/built"], 2, ["01_broken.ipynb", "not a readable Jupyter notebook"],
