@@ -257,6 +257,8 @@ def iterate_batches(dataset: Dataset, batch_size: int, seed: int = 0, epochs: in
     """
     require_int(batch_size, "batch_size", minimum=1)
     n = len(dataset)
+    if n == 0:
+        raise ValueError("the dataset holds no images: there is nothing to draw batches from")
     if drop_last and batch_size > n:
         raise ValueError(f"batch_size {batch_size} is larger than the dataset ({n} images) with drop_last=True")
     loader = data_loader(dataset, batch_size, seed, drop_last, num_workers, sampler, pin_memory)

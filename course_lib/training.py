@@ -305,6 +305,9 @@ def train(config: TrainConfig, dataset: ImageDataset, checkpoint=None, resume: b
     if resume and checkpoint is None:
         raise ValueError("resume=True needs the checkpoint path to resume from")
     conditional = config.unet.num_classes is not None
+    if dataset.image_shape[0] != config.unet.in_channels:
+        raise ValueError(f"the dataset's pictures have {dataset.image_shape[0]} channels, but config.unet takes "
+                         f"in_channels={config.unet.in_channels}")
     if conditional and dataset.labels is None:
         raise ValueError("a class-conditional UNet (num_classes set) needs a labelled dataset; this one has no labels")
     require_choice(precision, "precision", devices.PRECISIONS)

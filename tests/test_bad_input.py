@@ -472,6 +472,22 @@ def test_easing_refuses_progress_outside_0_1(progress):
 
 
 # ---------------------------------------------------------------- loaders
+def test_train_names_a_channel_mismatch_before_torch_does():
+    from course_lib.config import TrainConfig, UNetConfig
+    from course_lib.training import train
+
+    digits = data.ImageDataset(torch.zeros(8, 1, 8, 8), None, ())
+    with pytest.raises(ValueError, match="1 channels, but config.unet takes in_channels=3"):
+        train(TrainConfig(unet=UNetConfig(in_channels=3, base_channels=8), steps=1), digits, progress=False)
+
+
+@pytest.mark.parametrize("drop_last", [True, False])
+def test_batches_of_an_empty_dataset_are_refused_at_once(drop_last):
+    empty = data.ImageDataset(torch.zeros(0, 1, 8, 8), None, ())
+    with pytest.raises(ValueError, match="no images"):
+        next(data.iterate_batches(empty, 4, drop_last=drop_last))
+
+
 def test_hidden_folders_are_not_classes(tmp_path):
     for folder in ("cats", ".ipynb_checkpoints", ".DS_Store"):
         (tmp_path / folder).mkdir()
