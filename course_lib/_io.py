@@ -80,7 +80,8 @@ def write_atomically(path, write: Callable[[Path], None]) -> None:
     The temporary is fsynced before os.replace (atomic within a directory) and the directory after it, so
     ``path`` holds either its old content or the complete new one, whatever fails in between, even a power
     cut; the temporary is removed if anything fails (on Linux it has no name until it is complete, so not
-    even a SIGKILL leaves it behind). Parent directories are created.
+    even a SIGKILL leaves it behind). Parent directories are created. ``write`` must write exactly the path it
+    is given, which may be /proc/self/fd/N, with no suffix (np.save, which appends .npy, needs a file object).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
