@@ -1,25 +1,63 @@
 """The exercise loop's checker: run a student's function against the reference and explain the difference.
 
-An ``Exercise`` holds a reference implementation, the cases to try, and the typical mistakes a
-student makes, each a deliberately wrong implementation with the hint that fixes it. ``check``
-runs the student's function on every case and prints one line: ✅, or ❌ with what went wrong
-(a stub, an exception, a wrong type, shape or dtype, NaN, a mutated input, a run past the time
-limit, wrong values) and a hint. When wrong values equal what a registered mistake produces,
-the hint is that mistake's. ``check`` never raises: a notebook always runs on to its end.
+``check(exercise_id, fn)`` runs ``fn`` on every case of the exercise and shows one verdict,
+"✅ passed" or "❌ not yet" with what went wrong and a hint aimed at the mistake. It returns a
+``Verdict``, truthy on pass (``if check(...)`` works; Jupyter does not echo it a second time).
+
+What a student's code cannot do to a check:
+- hang it: the whole check runs in a forked child process (Linux) that is killed at the time limit,
+  also for a loop that swallows every exception, also off the main thread (``_sandbox.py``);
+- end the kernel: ``sys.exit()`` is a ❌ with its own message; Ctrl-C prints one line, "check interrupted";
+- change the notebook: default dtype, grad mode, the torch/NumPy/``random`` random states and the thread
+  count are as before the check; every argument (tensors, schedule fields, module parameters, lists)
+  is snapshotted and a change in place is a ❌ naming the argument;
+- forge a ✅: results must have the exact contracted type (a plain ``torch.Tensor``, a ``tuple``, a
+  Python ``float``...) and values are compared as NumPy copies of the data, so subclasses or objects
+  overriding ``__eq__``/``allclose``/``__torch_function__`` get a ❌.
+
+``check`` never raises, except under nbgrader (``NBGRADER_EXECUTION`` is "autograde" or "validate",
+set by nbgrader's autograde converter and validator): there a failing check raises AssertionError after
+showing its message, so the check cell works as an autograded test cell.
+
+How to write an exercise check (one module per notebook, ``nbNN.py``; ``register(Exercise(...))``):
+1. ``reference``: the course's implementation, with the stub's exact signature.
+2. ``contract``: the return contract in words, e.g. "a float32 tensor shaped like x0". State the same
+   sentence in the stub's docstring (with any dtype or random-stream convention the check enforces:
+   "draw with torch.randint(..., generator=generator)"). Results are compared by exact type,
+   container, length, shape and dtype before values; a mismatch names the contract.
+3. ``cases``: a function building fresh, seeded ``Case`` objects. Cover the edges a student meets:
+   t = 0, 1 and T - 1, both schedules, an odd T, the last step of a sampler; use a coarse schedule
+   (large betas) so off-by-one mistakes show.
+4. ``mistakes``: at least five ``Mistake(name, wrong_fn, hint)``, each a plausible wrong answer written
+   as code with a hint that teaches (name the mistake, then the fix). Include the classes students hit:
+   wrong container (``return (x,)``), wrong dtype (float64 leaking from the schedule), an off-by-one
+   in t (``alpha_bars[t - 1]`` at t = 0), a changed argument, a missing factor. A hint is shown when
+   the student's outcome (message and result) equals the mistake's on the failing case.
+5. ``alternatives``: at least two correct answers written differently (another formula, float64 inside,
+   a loop, NumPy converted back): tests prove each passes, so the check is not stricter than the math.
+6. Tolerance: leave ``rtol``/``atol`` at None for the course-wide rule (float64 results 1e-7 relative,
+   everything else 1e-3 relative), so float32 or float64 arithmetic inside both pass.
+7. ``after_call(args, kwargs, result)``: extra requirements on one call (a gradient that reaches a
+   parameter, the number of model calls); return a message, or None when fine.
+8. ``updates``: names of arguments the function must update in place (a training step's model, optimizer
+   and EMA). After the call they must equal the reference's arguments after its own call.
+tests/test_checks.py then proves, for every registered exercise: the reference and each alternative
+pass, the stub fails, each mistake fails with its own hint, and there are at least 5 mistakes.
 """
 from __future__ import annotations
 
 import copy
 import inspect
-import os
-import signal
-import threading
-import time
+import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
 import torch
-from torch import nn
+
+from . import _sandbox
+from ._compare import ContractProblem, changed, compare, describe, updated_differently
+from ._verdict import Verdict, deliver, show
 
 
 @dataclass
@@ -46,16 +84,19 @@ class Exercise:
     cases: Callable[[], list]           # builds fresh Case objects (seeded) on every call
     mistakes: list
     hint: str                           # shown when wrong values match no registered mistake
-    rtol: float = 1e-5
-    atol: float = 1e-6
+    contract: str = ""                  # the return contract in words, as the stub's docstring states it
+    alternatives: list = field(default_factory=list)   # correct answers written differently
+    rtol: float | None = None           # None: the course-wide rule of ``tolerance``
+    atol: float | None = None
     time_limit: float = 10.0            # seconds for the whole set of cases
-    check_dtype: bool = True
-    broadcast_ok: bool = False          # accept outputs that broadcast to the expected shape
+    after_call: Callable | None = None  # (args, kwargs, result) -> problem or None
     updates: tuple = ()                 # arguments the function must change in place (a training step's model):
-                                        # compared with the reference's after the call, exempt from the in-place check
+                                        # compared with the reference's after its call, exempt from the in-place check
 
 
 EXERCISES: dict[str, Exercise] = {}
+MIN_MISTAKES, MIN_ALTERNATIVES = 5, 2
+GLOBAL_SEED = 20251130       # the global random streams during a call (the caller's are restored afterwards)
 
 
 def seeded_generator(seed: int) -> torch.Generator:
@@ -77,250 +118,169 @@ def register(exercise: Exercise) -> Exercise:
     return exercise
 
 
-class _TimeLimit(BaseException):
-    """Raised inside the student's code by the alarm; a BaseException so `except Exception` won't swallow it."""
-
-
+# ---------------------------------------------------------------- one case
 _NO_RESULT = object()
 
 
-class _Failure(Exception):
-    """One failed case: the message to print, whether a hint helps, and the wrong result if there is one."""
-
-    def __init__(self, message: str, hint: bool = False, result: Any = _NO_RESULT):
-        super().__init__(message)
-        self.hint = hint
-        self.result = result
+@dataclass
+class Expected:
+    """What the reference did on a case: its result, and its arguments (by name) after the call."""
+    result: Any
+    arguments: dict
 
 
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
-    if isinstance(value, (tuple, list)):
-        return f"a {type(value).__name__} of {len(value)} items"
-    return f"{type(value).__name__} {value!r:.60}"
+@dataclass
+class Outcome:
+    problem: str | None        # None: this case passed
+    result: Any = _NO_RESULT
+    hinted: bool = True        # False where a hint would not help (a stub, an exit)
 
 
-def _leaves(value) -> list:
-    return list(value) if isinstance(value, (tuple, list)) else [value]
-
-
-def _compare(result, expected, exercise: Exercise) -> str | None:
-    """None when ``result`` matches ``expected``; otherwise what differs, in words."""
-    if isinstance(expected, (tuple, list)):
-        if not isinstance(result, (tuple, list)) or len(result) != len(expected):
-            return f"expected a tuple of {len(expected)} items, got {_describe(result)}"
-    for index, (got, want) in enumerate(zip(_leaves(result), _leaves(expected))):
-        where = f"output {index + 1}: " if isinstance(expected, (tuple, list)) else ""
-        problem = _compare_leaf(got, want, exercise)
-        if problem:
-            return where + problem
-    return None
-
-
-def _compare_leaf(got, want, exercise: Exercise) -> str | None:
-    if not isinstance(want, torch.Tensor):
-        if isinstance(want, float) and isinstance(got, (int, float)) and not isinstance(got, bool):
-            ok = abs(got - want) <= exercise.atol + exercise.rtol * abs(want)
-            return None if ok else f"expected {want:.6g}, got {got:.6g}"
-        return None if got == want else f"expected {want!r}, got {got!r}"
-    if not isinstance(got, torch.Tensor):
-        return f"expected a torch.Tensor, got {_describe(got)}"
-    if got.shape != want.shape:
-        try:
-            shape_ok = exercise.broadcast_ok and torch.broadcast_shapes(got.shape, want.shape) == want.shape
-        except RuntimeError:
-            shape_ok = False
-        if not shape_ok:
-            return f"expected shape {tuple(want.shape)}, got {tuple(got.shape)}"
-        got = got.expand(want.shape)
-    if exercise.check_dtype and got.dtype != want.dtype:
-        return f"expected dtype {want.dtype}, got {got.dtype}"
-    if got.is_floating_point() and not torch.isfinite(got).all() and torch.isfinite(want).all():
-        return "the result contains NaN or infinity"
-    got_cmp = got.detach().cpu().to(want.dtype)
-    want_cmp = want.detach().cpu()
-    if not torch.allclose(got_cmp, want_cmp, rtol=exercise.rtol, atol=exercise.atol, equal_nan=True):
-        if want_cmp.is_floating_point():
-            error = (got_cmp - want_cmp).abs().max().item()
-            return f"values differ from the reference (largest difference {error:.3g})"
-        return "values differ from the reference"
-    return None
-
-
-def _same_inputs(before, after) -> bool:
-    if isinstance(before, torch.Tensor):
-        return isinstance(after, torch.Tensor) and before.shape == after.shape and torch.equal(before, after)
-    if isinstance(before, (tuple, list)):
-        return len(before) == len(after) and all(_same_inputs(a, b) for a, b in zip(before, after))
-    return True
-
-
-def _call_with_limit(fn: Callable, case: Case, seconds: float):
-    """Call fn(*args, **kwargs); interrupt it after ``seconds`` where the OS allows (SIGALRM in the main thread)."""
-    can_alarm = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-    if not can_alarm:
-        start = time.perf_counter()
-        result = fn(*case.args, **case.kwargs)
-        if time.perf_counter() - start > seconds:
-            raise _TimeLimit
-        return result
-
-    def on_alarm(signum, frame):
-        raise _TimeLimit
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
-    try:
-        return fn(*case.args, **case.kwargs)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def state_tensors(value, path: str) -> list:
-    """(path, tensor) pairs of everything an in-place update can change: tensors, modules, optimizers, objects."""
-    if isinstance(value, torch.Tensor):
-        return [(path, value.detach())]
-    if isinstance(value, nn.Module):
-        return [(f"{path}.{name}", tensor.detach()) for name, tensor in value.state_dict().items()]
-    if isinstance(value, torch.optim.Optimizer):
-        return [(f"{path}.state[{index}].{key}", tensor.detach())
-                for index, state in enumerate(value.state.values()) for key, tensor in state.items()
-                if isinstance(tensor, torch.Tensor)]
-    if isinstance(value, dict):
-        return [pair for key, item in value.items() for pair in state_tensors(item, f"{path}[{key!r}]")]
-    if isinstance(value, (list, tuple)):
-        return [pair for index, item in enumerate(value) for pair in state_tensors(item, f"{path}[{index}]")]
-    if hasattr(value, "__dict__") and not callable(value):
-        return [pair for name, item in vars(value).items() for pair in state_tensors(item, f"{path}.{name}")]
-    return []
-
-
-def updated_state_problem(mine, theirs, name: str, exercise: Exercise) -> str | None:
-    """What differs between an argument the student's function updated and the reference's, or None."""
-    got, want = state_tensors(mine, name), state_tensors(theirs, name)
-    if [path for path, _ in got] != [path for path, _ in want]:
-        return f"after your function, `{name}` does not have the reference's parts (was it replaced or re-created?)"
-    for (path, a), (_, b) in zip(got, want):
-        if a.shape != b.shape or not torch.allclose(a.double(), b.double(), rtol=exercise.rtol, atol=exercise.atol):
-            if a.shape != b.shape:
-                return f"after your function, `{path}` has shape {tuple(a.shape)} instead of {tuple(b.shape)}"
-            return (f"after your function, `{path}` differs from the reference's after one step "
-                    f"(largest difference {(a.double() - b.double()).abs().max().item():.3g})")
-    return None
-
-
-def _run_case(fn: Callable, case: Case, exercise: Exercise, deadline: float):
-    """Run one case; return the result or raise _Failure with the message for the student."""
-    reference_case = Case(copy.deepcopy(case.args), copy.deepcopy(case.kwargs), case.label)
-    expected = exercise.reference(*reference_case.args, **reference_case.kwargs)
-    student_case = Case(copy.deepcopy(case.args), copy.deepcopy(case.kwargs), case.label)
-    untouched = copy.deepcopy(student_case)
-    try:
-        result = _call_with_limit(fn, student_case, deadline - time.perf_counter())
-    except NotImplementedError:
-        raise _Failure("not implemented yet: replace the `raise NotImplementedError(...)` line "
-                       "with your code, then run this cell again.")
-    except _TimeLimit:
-        raise _Failure(f"your function took longer than the {exercise.time_limit:g} s limit. Look for a "
-                       f"Python loop over elements and use whole-tensor operations instead.")
-    except Exception as error:  # the student's code may raise anything; report it, never re-raise
-        raise _Failure(f"your function raised {type(error).__name__}: {error}", hint=True)
-    updated = {}
-    for (name, before, after), (_, reference_after, _) in zip(_named_inputs(exercise, untouched, student_case),
-                                                              _named_inputs(exercise, reference_case, reference_case)):
-        if name in exercise.updates:
-            updated[name] = (after, reference_after)
-        elif not _same_inputs(before, after):
-            raise _Failure(f"your function changed its input `{name}` in place. Use out-of-place operations "
-                           f"(x = x * 2 rather than x *= 2, torch.clamp rather than clamp_).")
-    problem = _compare(result, expected, exercise)
-    for name, (mine, theirs) in updated.items():
-        problem = problem or updated_state_problem(mine, theirs, name, exercise)
-    if problem:
-        raise _Failure(problem, hint=True, result=(result, problem))
-    return result
-
-
-def _named_inputs(exercise: Exercise, before: Case, after: Case):
+def _argument_names(exercise: Exercise, count: int) -> list:
     try:
         names = list(inspect.signature(exercise.reference).parameters)
     except (TypeError, ValueError):
         names = []
-    for index, (a, b) in enumerate(zip(before.args, after.args)):
-        yield (names[index] if index < len(names) else f"argument {index + 1}"), a, b
-    for key in before.kwargs:
-        yield key, before.kwargs[key], after.kwargs[key]
+    return names[:count] + [f"argument {i + 1}" for i in range(len(names), count)]
 
 
-def _matching_mistake(result, case: Case, exercise: Exercise) -> Mistake | None:
-    """The registered mistake whose outcome (result and problem) equals the student's on this case, if any."""
-    for mistake in exercise.mistakes:
-        try:
-            _run_case(mistake.fn, case, exercise, time.perf_counter() + exercise.time_limit)
-        except _Failure as failure:
-            if failure.result is not _NO_RESULT and _same_outcome(result, failure.result, exercise):
-                return mistake
-        except Exception:  # a mistake may be undefined on some inputs; it simply does not match there
+def _seed_global_streams() -> None:
+    torch.default_generator.manual_seed(GLOBAL_SEED)     # CPU only: torch.manual_seed also seeds (slowly) lazy GPUs
+    np.random.seed(GLOBAL_SEED)
+    random.seed(GLOBAL_SEED)
+
+
+def expect(case: Case, exercise: Exercise) -> Expected:
+    """Run the reference on a fresh copy of the case, with the same global random streams a student's call gets."""
+    args, kwargs = copy.deepcopy(case.args), copy.deepcopy(case.kwargs)
+    _seed_global_streams()
+    result = exercise.reference(*args, **kwargs)
+    names = _argument_names(exercise, len(args)) + list(kwargs)
+    return Expected(result, dict(zip(names, [*args, *kwargs.values()])))
+
+
+def evaluate(fn: Callable, case: Case, expected: Expected, exercise: Exercise) -> Outcome:
+    """Call ``fn`` on a fresh copy of the case and judge what it returned and what it changed."""
+    args, kwargs = copy.deepcopy(case.args), copy.deepcopy(case.kwargs)
+    snapshot = copy.deepcopy((args, kwargs))
+    _seed_global_streams()    # an answer that ignores its generator draws the same numbers on every run
+    try:
+        result = fn(*args, **kwargs)
+    except NotImplementedError:
+        return Outcome("not implemented yet: replace the `raise NotImplementedError(...)` line with your code, "
+                       "then run this cell again.", hinted=False)
+    except (_sandbox.TimeLimit, KeyboardInterrupt):
+        raise
+    except SystemExit:
+        return Outcome("your function called sys.exit() (or raised SystemExit). A function hands back its "
+                       "answer with `return`; exiting would end the whole notebook.", hinted=False)
+    except BaseException as error:  # noqa: BLE001 - the student's code may raise anything; report it
+        return Outcome(f"your function raised {type(error).__name__}: {error}")
+    names = _argument_names(exercise, len(args)) + list(kwargs)
+    for name, before, after in zip(names, [*snapshot[0], *snapshot[1].values()], [*args, *kwargs.values()]):
+        if name in exercise.updates:
             continue
+        where = changed(before, after, name)
+        if where is not None:
+            return Outcome(f"your function changed its argument `{where}` in place. Leave inputs as they are: "
+                           f"use out-of-place operations (x = x * 2, not x *= 2 or x.mul_(2); torch.clamp, "
+                           f"not clamp_) and never assign into an argument.", result)
+    problem = compare(result, expected.result, exercise)
+    for name, after in zip(names, [*args, *kwargs.values()]):
+        if problem is None and name in exercise.updates:
+            problem = updated_differently(after, expected.arguments[name], name, exercise)
+    if problem is None and exercise.after_call is not None:
+        problem = exercise.after_call(args, kwargs, result)
+    return Outcome(problem, result)
+
+
+def _same_outcome(mine: Outcome, theirs: Outcome, exercise: Exercise) -> bool:
+    if mine.problem != theirs.problem:
+        return False
+    if mine.result is _NO_RESULT or theirs.result is _NO_RESULT:
+        return mine.result is theirs.result
+    if type(mine.result) is type(theirs.result) and not isinstance(mine.result, (torch.Tensor, tuple, list, float, int)):
+        return True           # objects without values to compare (a generator, None): the same kind of mistake
+    try:
+        return compare(mine.result, theirs.result, exercise) is None
+    except Exception:  # noqa: BLE001 - an odd result simply matches no mistake
+        return False
+
+
+def _dtype_or_shape_hint(problem: str) -> str | None:
+    if "expected dtype torch.float32, got torch.float64" in problem:
+        return ("Your result is float64 where the exercise returns float32: schedule tensors are float64 and "
+                "promote whatever they multiply. Cast the schedule value to the data's dtype first, "
+                "e.g. schedule.alpha_bars[t].to(x.dtype).")
+    if "expected dtype torch.float64, got torch.float32" in problem:
+        return ("Your result is float32 where the exercise returns float64: compute in float64 from the start "
+                "(dtype=torch.float64 when you create the tensor); a float32 tensor converted at the end "
+                "keeps float32's rounding.")
+    if "expected dtype torch.int64" in problem:
+        return "Return int64 integers (torch.long), e.g. .round().long() for rounded floats."
+    if "expected shape" in problem:
+        return ("The shape is wrong. A per-item coefficient of shape (B,) must be reshaped to (B, 1, ..., 1) "
+                "to broadcast against (B, C, H, W); check which axes you reduced or concatenated.")
     return None
 
 
-def _same_outcome(mine, theirs, exercise: Exercise) -> bool:
-    """(result, problem) pairs: the same problem in words and results that match each other."""
-    if mine[1] != theirs[1]:
-        return False
-    try:
-        return _compare(mine[0], theirs[0], exercise) is None
-    except Exception:  # an odd result simply matches no mistake
-        return False
+def _hint(outcome: Outcome, case: Case, exercise: Exercise, expected: Expected) -> str | None:
+    """The hint for a failed case: a registered mistake's, else one for the kind of failure, else the general one."""
+    if not outcome.hinted:
+        return None
+    for mistake in exercise.mistakes:
+        try:
+            if _same_outcome(outcome, evaluate(mistake.fn, case, expected, exercise), exercise):
+                return mistake.hint
+        except (_sandbox.TimeLimit, KeyboardInterrupt):
+            raise
+        except Exception:  # noqa: BLE001 - a mistake may be undefined on some inputs; it does not match there
+            continue
+    if isinstance(outcome.problem, ContractProblem):
+        specific = _dtype_or_shape_hint(outcome.problem)
+        contract = f"This exercise returns {exercise.contract}." if exercise.contract else ""
+        return " ".join(part for part in (specific, contract) if part) or exercise.hint
+    return exercise.hint
 
 
-# --- grading hook (helper `tooling`, issue 15) ---------------------------------------------------
-# nbgrader sets NBGRADER_EXECUTION ("autograde" or "validate") in the environment of the kernel that
-# runs a notebook it grades. There a failing check raises after printing its message, so the check
-# cell, an autograded test cell, scores zero; everywhere else check never raises.
-GRADING_VARIABLE = "NBGRADER_EXECUTION"
+def judge(exercise: Exercise, fn: Callable) -> tuple[bool, str]:
+    """Run every case; (passed, the verdict's text without its mark)."""
+    name = f"Exercise {exercise.id} ({exercise.title})"
+    cases = exercise.cases()
+    for case in cases:
+        expected = expect(case, exercise)
+        outcome = evaluate(fn, case, expected, exercise)
+        if outcome.problem is not None:
+            where = f" [case: {case.label}]" if case.label and outcome.hinted else ""
+            hint = _hint(outcome, case, exercise, expected)
+            return False, f"{name}: {outcome.problem}{where}" + (f"\n   Hint: {hint}" if hint else "")
+    return True, f"{name}: correct on all {len(cases)} cases."
 
 
-def check(exercise_id: str, fn: Callable) -> bool:
-    """Run ``fn`` on every case of the exercise; print ✅ or ❌ with a hint; return whether it passed.
-
-    Under nbgrader's execution (``NBGRADER_EXECUTION`` set) a failed check raises AssertionError.
-    """
-    passed = _check(exercise_id, fn)
-    if not passed and os.environ.get(GRADING_VARIABLE):
-        raise AssertionError(f"exercise {exercise_id} did not pass its check (message above)")
-    return passed
-# --- end of grading hook ----------------------------------------------------------------------------
-
-
-def _check(exercise_id: str, fn: Callable) -> bool:
-    """Run ``fn`` on every case of the exercise; print ✅ or ❌ with a hint; return whether it passed."""
+def check(exercise_id: str, fn: Callable) -> Verdict:
+    """Run ``fn`` on every case of the exercise; show ✅ or ❌ with a hint once; return a truthy-on-pass Verdict."""
     exercise = EXERCISES.get(exercise_id)
     if exercise is None:
-        print(f"❌ Unknown exercise id {exercise_id!r}. Known ids: {', '.join(sorted(EXERCISES))}")
-        return False
-    name = f"Exercise {exercise.id} ({exercise.title})"
+        return deliver(False, f"Unknown exercise id {exercise_id!r}. Known ids: {', '.join(sorted(EXERCISES))}")
     if not callable(fn):
-        print(f"❌ {name}: expected a function, got {_describe(fn)}.")
-        return False
-    cases = exercise.cases()
-    deadline = time.perf_counter() + exercise.time_limit
-    for case in cases:
-        try:
-            _run_case(fn, case, exercise, deadline)
-        except _Failure as failure:
-            where = f" [case: {case.label}]" if case.label else ""
-            message = f"❌ {name}: {failure}{where}"
-            if failure.hint:
-                mistake = None if failure.result is _NO_RESULT else _matching_mistake(failure.result, case, exercise)
-                message += f"\n   Hint: {mistake.hint if mistake else exercise.hint}"
-            print(message)
-            return False
-        except Exception as error:  # a broken reference or case builder must not stop the notebook either
-            print(f"❌ {name}: the checker itself failed ({type(error).__name__}: {error}); please report this.")
-            return False
-    print(f"✅ {name}: correct on all {len(cases)} cases.")
-    return True
+        return deliver(False, f"Exercise {exercise.id} ({exercise.title}): expected a function, got {describe(fn)}.")
+    try:
+        (passed, text), printed = _sandbox.run_isolated(lambda: judge(exercise, fn), exercise.time_limit)
+    except KeyboardInterrupt:
+        show("check interrupted")
+        return Verdict(False, "check interrupted")
+    except _sandbox.TimeLimit:
+        passed, text, printed = False, (
+            f"Exercise {exercise.id} ({exercise.title}): your function took longer than the "
+            f"{exercise.time_limit:g} s limit and was stopped. Look for a loop that never ends, or a Python "
+            f"loop over elements where a whole-tensor operation would do."), ""
+    except _sandbox.ProcessEnded:
+        passed, text, printed = False, (
+            f"Exercise {exercise.id} ({exercise.title}): your function ended the Python process "
+            f"(os._exit or a crash), so the check could not finish. Return a value instead."), ""
+    except Exception as error:  # noqa: BLE001 - a broken reference or case builder must not stop the notebook
+        passed, text, printed = False, (f"Exercise {exercise.id} ({exercise.title}): the checker itself failed "
+                                        f"({type(error).__name__}: {error}); please report this."), ""
+    if printed:
+        print(printed, end="" if printed.endswith("\n") else "\n")
+    return deliver(passed, text)

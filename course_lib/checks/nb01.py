@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from .. import forward, schedules
@@ -30,8 +31,14 @@ register(Exercise(
     id="01.linear_betas",
     title="linear beta schedule",
     reference=schedules.linear_betas,
+    contract="a float64 tensor of shape (T,)",
     cases=lambda: [Case((10, 1e-4, 0.02), label="T=10"), Case((1000, 1e-4, 0.02), label="T=1000"),
-                   Case((6, 0.1, 0.35), label="T=6, beta from 0.1 to 0.35")],
+                   Case((41, 1e-4, 0.02), label="T=41 (odd: a float step in arange rounds past the end)"),
+                   Case((6, 0.1, 0.35), label="T=6, beta from 0.1 to 0.35"), Case((2,), label="T=2, defaults")],
+    alternatives=[
+        lambda T, b0=1e-4, b1=0.02: torch.tensor([b0 + (b1 - b0) * i / (T - 1) for i in range(T)], dtype=torch.float64),
+        lambda T, b0=1e-4, b1=0.02: torch.from_numpy(np.linspace(b0, b1, T)),
+    ],
     mistakes=[
         Mistake("float32", lambda T, b0, b1: torch.linspace(b0, b1, T),
                 "Schedules are computed in float64 (products of many numbers near 1 lose digits in "
@@ -41,6 +48,13 @@ register(Exercise(
                 "ends, while arange(T) / T stops one step short."),
         Mistake("starts one step late", lambda T, b0, b1: torch.linspace(b0, b1, T + 1, dtype=torch.float64)[1:],
                 "Index 0 is the first step, so betas[0] must equal beta_start."),
+        Mistake("arange with a float step", lambda T, b0=1e-4, b1=0.02:
+                torch.arange(b0, b1 + (b1 - b0) / (T - 1), (b1 - b0) / (T - 1), dtype=torch.float64),
+                "torch.arange with a float step rounds: for some T (here an odd one) it returns one value too "
+                "many. torch.linspace(beta_start, beta_end, T, dtype=torch.float64) always returns exactly T."),
+        Mistake("a list", lambda T, b0=1e-4, b1=0.02: torch.linspace(b0, b1, T, dtype=torch.float64).tolist(),
+                "Return a tensor, not a Python list: torch.linspace(...) already is one (a float64 tensor of "
+                "shape (T,))."),
     ],
     hint="Return T values evenly spaced from beta_start to beta_end, both included, as float64.",
 ))
@@ -51,13 +65,24 @@ def _some_betas() -> torch.Tensor:
     return schedules.linear_betas(20, 0.01, 0.4)
 
 
+def _alpha_bars_loop(betas):
+    running, values = 1.0, []
+    for beta in betas.tolist():
+        running *= 1 - beta
+        values.append(running)
+    return torch.tensor(values, dtype=torch.float64)
+
+
 register(Exercise(
     id="01.alpha_bars",
     title="alpha_bar, the cumulative product",
     reference=lambda betas: torch.cumprod(1 - betas, dim=0),
+    contract="a tensor of the betas' shape (T,) and dtype (float64)",
     cases=lambda: [Case((_some_betas(),), label="20 linear betas"),
-                   Case((schedules.cosine_betas(100),), label="100 cosine betas"),
+                   Case((schedules.cosine_betas(101),), label="101 cosine betas"),
+                   Case((schedules.linear_betas(1000),), label="1000 linear betas"),
                    Case((torch.tensor([0.5], dtype=torch.float64),), label="a single beta of 0.5")],
+    alternatives=[_alpha_bars_loop, lambda betas: torch.exp(torch.cumsum(torch.log1p(-betas), dim=0))],
     mistakes=[
         Mistake("product of betas", lambda betas: torch.cumprod(betas, dim=0),
                 "alpha_bar is the running product of the alphas, alpha = 1 - beta, not of the betas."),
@@ -70,6 +95,11 @@ register(Exercise(
                 "alpha_bar[0] = 1 - beta[0]."),
         Mistake("a sum, not a product", lambda betas: 1 - torch.cumsum(betas, dim=0),
                 "Keeping a fraction 1 - beta at every step multiplies; it does not subtract: use torch.cumprod."),
+        Mistake("in place on betas", lambda betas: torch.cumprod(betas.neg_().add_(1), dim=0),
+                "betas.neg_().add_(1) overwrites the caller's betas. Write 1 - betas, which makes a new tensor."),
+        Mistake("float32 product", lambda betas: torch.cumprod(1 - betas.float(), dim=0),
+                "Keep float64: a product of a thousand numbers near 1 loses digits in float32 (.float() is "
+                "float32). torch.cumprod(1 - betas, dim=0) keeps the betas' dtype."),
     ],
     hint="alpha_bar_t = prod_{s <= t} (1 - beta_s): torch.cumprod over the alphas.",
 ))
@@ -86,12 +116,32 @@ def _cosine_variant(T, s=0.008, max_beta=0.999, square=True, offset=True, normal
     return torch.clamp(betas, max=max_beta) if clip else betas
 
 
+def _cosine_float32_grid(T, s=0.008, max_beta=0.999):
+    u = torch.arange(T + 1) / T
+    f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+    return torch.clamp(1 - f[1:] / f[:-1], max=max_beta).double()
+
+
+def _cosine_numpy(T, s=0.008, max_beta=0.999):
+    f = np.cos((np.arange(T + 1) / T + s) / (1 + s) * np.pi / 2) ** 2
+    return torch.from_numpy(np.minimum(1 - f[1:] / f[:-1], max_beta))
+
+
+def _cosine_loop(T, s=0.008, max_beta=0.999):
+    def alpha_bar(u):
+        return math.cos((u + s) / (1 + s) * math.pi / 2) ** 2 / math.cos(s / (1 + s) * math.pi / 2) ** 2
+    return torch.tensor([min(1 - alpha_bar((t + 1) / T) / alpha_bar(t / T), max_beta) for t in range(T)],
+                        dtype=torch.float64)
+
+
 register(Exercise(
     id="01.cosine_betas",
     title="cosine beta schedule",
     reference=schedules.cosine_betas,
-    cases=lambda: [Case((10,), label="T=10"), Case((1000,), label="T=1000"),
+    contract="a float64 tensor of shape (T,)",
+    cases=lambda: [Case((10,), label="T=10"), Case((1000,), label="T=1000"), Case((37,), label="T=37 (odd)"),
                    Case((40,), {"s": 0.02, "max_beta": 0.5}, label="T=40, s=0.02, max_beta=0.5")],
+    alternatives=[_cosine_numpy, _cosine_loop],
     mistakes=[
         Mistake("no clipping", lambda T, s=0.008, max_beta=0.999: _cosine_variant(T, s, max_beta, clip=False),
                 "Clip every beta at max_beta (torch.clamp(betas, max=max_beta)): f(1) = 0 makes the last beta 1, "
@@ -103,48 +153,84 @@ register(Exercise(
                 "nearly zero and the first steps add almost no noise."),
         Mistake("alpha_bar not normalised", lambda T, s=0.008, max_beta=0.999: _cosine_variant(T, s, max_beta, normalise=False),
                 "alpha_bar(u) = f(u) / f(0), so beta_t = 1 - f((t+1)/T) / f(t/T); for t = 0 divide by f(0), not by 1."),
+        Mistake("float32 arange", _cosine_float32_grid,
+                "torch.arange(T + 1) / T is float32 in torch (NumPy would give float64): the small first betas "
+                "lose digits. Build the grid in float64: torch.arange(T + 1, dtype=torch.float64) / T."),
+        Mistake("float32 result", lambda T, s=0.008, max_beta=0.999: _cosine_variant(T, s, max_beta).float(),
+                "Return float64: schedules are computed and kept in float64 (1 - alpha_bar near t = 0 needs "
+                "the digits)."),
     ],
-    hint="With u = arange(T + 1) / T and f(u) = cos^2(pi/2 (u + s)/(1 + s)): beta_t = min(1 - f[t+1]/f[t], max_beta).",
+    hint="With u = torch.arange(T + 1, dtype=torch.float64) / T and f(u) = cos^2(pi/2 (u + s)/(1 + s)): beta_t = min(1 - f[t+1]/f[t], max_beta).",
 ))
 
 
 # ---------------------------------------------------------------- q_sample
-def _q_sample_cases():
-    linear, cosine = NoiseSchedule.linear(1000), NoiseSchedule.cosine(50)
-    return [
-        Case((seeded_randn(4, 1, 8, 8, seed=1), _timesteps([0, 10, 500, 999]), seeded_randn(4, 1, 8, 8, seed=2), linear),
-             label="4 digits-sized images, linear T=1000, t=[0, 10, 500, 999]"),
-        Case((seeded_randn(3, 3, 5, 5, seed=3), _timesteps([49, 1, 20]), seeded_randn(3, 3, 5, 5, seed=4), cosine),
-             label="3 RGB images, cosine T=50"),
-        Case((seeded_randn(5, 2, seed=5), _timesteps([0, 1, 2, 3, 4]), seeded_randn(5, 2, seed=6), _coarse_schedule()),
-             label="5 points in 2-D, t=0..4"),
-    ]
+def _edge_cases(first_seed: int, shapes=((4, 1, 8, 8), (3, 3, 5, 5), (5, 2), (3, 2))):
+    """(a, t, b, schedule) cases at the edges a student meets: t = 0, 1, T - 1, both schedules, an odd T."""
+    plans = [(NoiseSchedule.linear(1000), [0, 1, 500, 999], "linear T=1000, t=[0, 1, 500, 999]"),
+             (NoiseSchedule.cosine(51), [50, 1, 20], "cosine T=51 (odd), t=[50, 1, 20]"),
+             (_coarse_schedule(), [0, 1, 2, 3, 49], "coarse linear T=50, t=[0, 1, 2, 3, 49]"),
+             (NoiseSchedule.cosine(1000), [999, 0, 1], "cosine T=1000, t=[999, 0, 1]")]
+    cases = []
+    for index, ((schedule, steps, label), shape) in enumerate(zip(plans, shapes)):
+        batch_shape = (len(steps), *shape[1:])
+        seed = first_seed + 2 * index
+        cases.append(Case((seeded_randn(*batch_shape, seed=seed), _timesteps(steps),
+                           seeded_randn(*batch_shape, seed=seed + 1), schedule), label=label))
+    return cases
 
 
 def _q_sample_with(values_of, root=True, cast=True):
     def wrong(x0, t, noise, schedule):
-        values = values_of(schedule)[t]
+        values = values_of(schedule, t)
         a = (values.to(x0.dtype) if cast else values).reshape(-1, *([1] * (x0.ndim - 1)))
         return (a.sqrt() * x0 + (1 - a).sqrt() * noise) if root else (a * x0 + (1 - a) * noise)
     return wrong
 
 
+def _q_sample_in_place(x0, t, noise, schedule):
+    a = _coefficient(schedule.alpha_bars, t, x0)
+    return x0.mul_(a.sqrt()).add_((1 - a).sqrt() * noise)
+
+
+def _q_sample_float64_inside(x0, t, noise, schedule):
+    a = schedule.alpha_bars[t].reshape(-1, *([1] * (x0.ndim - 1)))
+    return (a.sqrt() * x0.double() + (1 - a).sqrt() * noise.double()).to(x0.dtype)
+
+
+def _q_sample_loop(x0, t, noise, schedule):
+    return torch.stack([schedule.alpha_bars[s].sqrt().float() * x + (1 - schedule.alpha_bars[s]).sqrt().float() * n
+                        for x, s, n in zip(x0, t.tolist(), noise)])
+
+
+_T_MINUS_ONE_HINT = ("alpha_bars[t - 1] is not 'the previous value' at t = 0: index -1 wraps around to the last, "
+                     "noisiest entry. For alpha_bar one step back use alpha_bars_prev[t] (1 at t = 0)")
+
 register(Exercise(
     id="01.q_sample",
     title="sample q(x_t | x_0) in closed form",
     reference=forward.q_sample,
-    cases=_q_sample_cases,
+    contract="a tensor of x0's shape and dtype (float32 here)",
+    cases=lambda: _edge_cases(1),
+    alternatives=[_q_sample_float64_inside, _q_sample_loop],
     mistakes=[
-        Mistake("alpha for alpha_bar", _q_sample_with(lambda s: s.alphas),
+        Mistake("alpha for alpha_bar", _q_sample_with(lambda s, t: s.alphas[t]),
                 "Use the cumulative product alpha_bars[t], not alphas[t]: x_t is reached from x_0 through all "
                 "steps up to t."),
-        Mistake("no square roots", _q_sample_with(lambda s: s.alpha_bars, root=False),
+        Mistake("no square roots", _q_sample_with(lambda s, t: s.alpha_bars[t], root=False),
                 "alpha_bar and 1 - alpha_bar are variances; scale x0 and the noise by their square roots."),
-        Mistake("one step behind", _q_sample_with(lambda s: s.alpha_bars_prev),
+        Mistake("one step behind", _q_sample_with(lambda s, t: s.alpha_bars_prev[t]),
                 "Timesteps are 0-based: alpha_bars[t] already includes step t, alpha_bars_prev[t] is one step behind."),
-        Mistake("float64 result", _q_sample_with(lambda s: s.alpha_bars, cast=False),
+        Mistake("alpha_bars[t - 1]", _q_sample_with(lambda s, t: s.alpha_bars[t - 1]),
+                _T_MINUS_ONE_HINT + "; q_sample itself needs alpha_bars[t]: 0-based t already includes step t."),
+        Mistake("float64 result", _q_sample_with(lambda s, t: s.alpha_bars[t], cast=False),
                 "Schedule tensors are float64; cast the coefficient to x0's dtype (.to(x0.dtype)) so that x_t "
                 "keeps the dtype of the data."),
+        Mistake("in a tuple", lambda x0, t, noise, schedule: (forward.q_sample(x0, t, noise, schedule),),
+                "Return the tensor x_t itself, not a tuple holding it: `return x_t`, not `return (x_t,)` or "
+                "`return x_t,` (a trailing comma makes a tuple)."),
+        Mistake("x0 changed in place", _q_sample_in_place,
+                "x0.mul_(...) overwrites the caller's images. Build a new tensor: a.sqrt() * x0 + (1 - a).sqrt() * noise."),
     ],
     hint="Pick alpha_bar for each batch item with alpha_bars[t], cast it to x0's dtype, reshape it to "
          "(B, 1, ..., 1) so it broadcasts, then x_t = sqrt(alpha_bar) * x0 + sqrt(1 - alpha_bar) * noise.",
@@ -153,41 +239,61 @@ register(Exercise(
 
 # ---------------------------------------------------------------- posterior
 def _posterior_cases():
-    coarse = _coarse_schedule()
-    x0, noise = seeded_randn(4, 1, 6, 6, seed=7), seeded_randn(4, 1, 6, 6, seed=8)
-    t = _timesteps([1, 5, 20, 49])
-    x_t = forward.q_sample(x0, t, noise, coarse)
-    pts, pts_t = seeded_randn(3, 2, seed=9), seeded_randn(3, 2, seed=10)
-    return [Case((x0, x_t, t, coarse), label="4 images, t=[1, 5, 20, 49]"),
-            Case((pts, pts_t, _timesteps([0, 2, 30]), coarse), label="3 points in 2-D, t=[0, 2, 30] (t=0 included)"),
-            Case((x0[:2], x_t[:2], _timesteps([300, 999]), NoiseSchedule.linear(1000)), label="linear T=1000")]
+    cases = []
+    for case in _edge_cases(7):
+        x0, t, noise, schedule = case.args
+        cases.append(Case((x0, forward.q_sample(x0, t, noise, schedule), t, schedule), label=case.label))
+    return cases
 
 
-def _posterior_variant(prev_of=lambda s: s.alpha_bars_prev, root_alpha=True, variance_of=None, swap=False):
+def _posterior_variant(prev_of=lambda s, t: s.alpha_bars_prev[t], root_alpha=True, variance_of=None, swap=False,
+                       cast_variance=True, container=tuple):
     def wrong(x0, x_t, t, schedule):
-        a_bar = _coefficient(schedule.alpha_bars, t, x0)
-        a_bar_prev = _coefficient(prev_of(schedule), t, x0)
-        beta = _coefficient(schedule.betas, t, x0)
-        alpha = 1 - beta
+        def per_item(values):
+            return values.to(x0.dtype).reshape(-1, *([1] * (x0.ndim - 1)))
+        a_bar, a_bar_prev = per_item(schedule.alpha_bars[t]), per_item(prev_of(schedule, t))
+        beta = per_item(schedule.betas[t])
         coef_x0 = a_bar_prev.sqrt() * beta / (1 - a_bar)
-        coef_xt = (alpha.sqrt() if root_alpha else alpha) * (1 - a_bar_prev) / (1 - a_bar)
+        coef_xt = ((1 - beta).sqrt() if root_alpha else 1 - beta) * (1 - a_bar_prev) / (1 - a_bar)
         if swap:
             coef_x0, coef_xt = coef_xt, coef_x0
-        variance = (_coefficient(variance_of(schedule), t, x0) if variance_of
-                    else (1 - a_bar_prev) / (1 - a_bar) * beta)
-        return coef_x0 * x0 + coef_xt * x_t, variance
+        if variance_of:
+            variance = per_item(variance_of(schedule)[t])
+        elif cast_variance:
+            variance = (1 - a_bar_prev) / (1 - a_bar) * beta
+        else:
+            variance = schedule.posterior_variance[t].reshape(-1, *([1] * (x0.ndim - 1)))
+        return container([coef_x0 * x0 + coef_xt * x_t, variance])
     return wrong
+
+
+def _posterior_from_fields(x0, x_t, t, schedule):
+    def per_item(values):
+        return values[t].to(x0.dtype).reshape(-1, *([1] * (x0.ndim - 1)))
+    mean = per_item(schedule.posterior_mean_coef_x0) * x0 + per_item(schedule.posterior_mean_coef_xt) * x_t
+    return mean, per_item(schedule.posterior_variance)
+
+
+def _posterior_float64_inside(x0, x_t, t, schedule):
+    shape = (-1, *([1] * (x0.ndim - 1)))
+    a_bar, a_prev = schedule.alpha_bars[t].reshape(shape), schedule.alpha_bars_prev[t].reshape(shape)
+    beta = schedule.betas[t].reshape(shape)
+    mean = a_prev.sqrt() * beta / (1 - a_bar) * x0.double() + (1 - beta).sqrt() * (1 - a_prev) / (1 - a_bar) * x_t.double()
+    return mean.to(x0.dtype), ((1 - a_prev) / (1 - a_bar) * beta).to(x0.dtype)
 
 
 register(Exercise(
     id="01.q_posterior",
     title="posterior q(x_{t-1} | x_t, x_0)",
     reference=forward.q_posterior,
+    contract="a tuple (mean, variance): mean of x0's shape, variance of shape (B, 1, ..., 1), both in x0's dtype",
     cases=_posterior_cases,
-    broadcast_ok=True,
+    alternatives=[_posterior_from_fields, _posterior_float64_inside],
     mistakes=[
-        Mistake("alpha_bar for alpha_bar_prev", _posterior_variant(prev_of=lambda s: s.alpha_bars),
+        Mistake("alpha_bar for alpha_bar_prev", _posterior_variant(prev_of=lambda s, t: s.alpha_bars[t]),
                 "The posterior needs alpha_bar one step back: use alpha_bars_prev[t] for alpha_bar_{t-1}."),
+        Mistake("alpha_bars[t - 1]", _posterior_variant(prev_of=lambda s, t: s.alpha_bars[t - 1]),
+                _T_MINUS_ONE_HINT + "."),
         Mistake("variance beta_t", _posterior_variant(variance_of=lambda s: s.betas),
                 "The posterior variance is beta_tilde_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) * beta_t, "
                 "smaller than beta_t."),
@@ -196,6 +302,11 @@ register(Exercise(
                 "sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)."),
         Mistake("alpha without square root", _posterior_variant(root_alpha=False),
                 "The x_t coefficient has sqrt(alpha_t), not alpha_t."),
+        Mistake("float64 variance", _posterior_variant(cast_variance=False),
+                "The variance came out float64 (schedule.posterior_variance is float64): cast it to x0's dtype, "
+                "like the mean."),
+        Mistake("a list", _posterior_variant(container=list),
+                "Return a tuple, `return mean, variance`, not a list [mean, variance]."),
     ],
     hint="mean = sqrt(abar_{t-1}) beta_t / (1 - abar_t) * x0 + sqrt(alpha_t) (1 - abar_{t-1}) / (1 - abar_t) * x_t; "
          "variance = (1 - abar_{t-1}) / (1 - abar_t) * beta_t, shaped (B, 1, ..., 1).",
@@ -203,26 +314,37 @@ register(Exercise(
 
 
 # ---------------------------------------------------------------- conversions
-def _conversion_cases(first_seed: int):
-    """(a, t, b, schedule) triples: images and points at early, middle and late t."""
-    return [
-        Case((seeded_randn(4, 1, 8, 8, seed=first_seed), _timesteps([0, 3, 25, 49]), seeded_randn(4, 1, 8, 8, seed=first_seed + 1),
-              _coarse_schedule()), label="4 images, t=[0, 3, 25, 49]"),
-        Case((seeded_randn(3, 2, seed=first_seed + 2), _timesteps([10, 500, 990]), seeded_randn(3, 2, seed=first_seed + 3),
-              NoiseSchedule.linear(1000)), label="3 points, linear T=1000"),
-    ]
+def _ab(schedule, t, like, table="alpha_bars", shift=0):
+    return _coefficient(getattr(schedule, table), t - shift, like)
 
 
-def _ab(schedule, t, like):
-    return _coefficient(schedule.alpha_bars, t, like)
+def _float64_inside(formula):
+    """A correct answer that computes in float64 and casts back: accepted, like float32 arithmetic."""
+    def answer(a, t, b, schedule):
+        ab = schedule.alpha_bars[t].reshape(-1, *([1] * (a.ndim - 1)))
+        return formula(a.double(), b.double() if isinstance(b, torch.Tensor) else b, ab).to(a.dtype)
+    return answer
+
+
+def _uncast(formula):
+    """The formula with the float64 schedule value left uncast: the result comes out float64."""
+    def wrong(a, t, b, schedule):
+        return formula(a, b, schedule.alpha_bars[t].reshape(-1, *([1] * (a.ndim - 1))))
+    return wrong
+
+
+def _x0_formula(x_t, eps, ab):
+    return (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
 
 
 register(Exercise(
     id="01.x0_from_eps",
     title="x0 from x_t and the noise",
     reference=forward.x0_from_eps,
-    cases=lambda: _conversion_cases(20),
-    rtol=1e-4,  # dividing by sqrt(alpha_bar) near the end of the chain magnifies float32 rounding
+    contract="a tensor of x_t's shape and dtype (float32 here)",
+    cases=lambda: _edge_cases(20),
+    alternatives=[_float64_inside(_x0_formula),
+                  lambda x_t, t, eps, s: x_t / _ab(s, t, x_t).sqrt() - (1 / _ab(s, t, x_t) - 1).sqrt() * eps],
     mistakes=[
         Mistake("no division", lambda x_t, t, eps, s: x_t - (1 - _ab(s, t, x_t)).sqrt() * eps,
                 "After removing the noise, x_t still holds sqrt(alpha_bar) * x0: divide by sqrt(alpha_bar_t)."),
@@ -230,15 +352,30 @@ register(Exercise(
                 "Subtract the scaled noise: x0 = (x_t - sqrt(1 - alpha_bar) eps) / sqrt(alpha_bar)."),
         Mistake("no square roots", lambda x_t, t, eps, s: (x_t - (1 - _ab(s, t, x_t)) * eps) / _ab(s, t, x_t),
                 "The coefficients of q_sample are square roots of alpha_bar and 1 - alpha_bar."),
+        Mistake("float64 result", _uncast(_x0_formula),
+                "Your x0 is float64 because schedule.alpha_bars is: cast the coefficient to x_t's dtype "
+                "(schedule.alpha_bars[t].to(x_t.dtype)) before using it."),
+        Mistake("alpha_bars[t - 1]", lambda x_t, t, eps, s: _x0_formula(x_t, eps, _ab(s, t, x_t, shift=1)),
+                _T_MINUS_ONE_HINT + "; here x_t was made with alpha_bars[t] itself, so invert with that."),
+        Mistake("alpha for alpha_bar", lambda x_t, t, eps, s: _x0_formula(x_t, eps, _ab(s, t, x_t, "alphas")),
+                "Use alpha_bars[t], the cumulative product that q_sample used, not alphas[t]."),
     ],
     hint="Solve x_t = sqrt(abar) x0 + sqrt(1 - abar) eps for x0.",
 ))
+
+
+def _v_formula(x0, eps, ab):
+    return ab.sqrt() * eps - (1 - ab).sqrt() * x0
+
 
 register(Exercise(
     id="01.v_from_x0_eps",
     title="the velocity target v",
     reference=forward.v_from_x0_eps,
-    cases=lambda: _conversion_cases(30),
+    contract="a tensor of x0's shape and dtype (float32 here)",
+    cases=lambda: _edge_cases(30),
+    alternatives=[lambda x0, t, eps, s: _float64_inside(_v_formula)(x0, t, eps, s),
+                  lambda x0, t, eps, s: _ab(s, t, x0).sqrt() * (eps - (1 / _ab(s, t, x0) - 1).sqrt() * x0)],
     mistakes=[
         Mistake("roles swapped", lambda x0, t, eps, s: _ab(s, t, x0).sqrt() * x0 - (1 - _ab(s, t, x0)).sqrt() * eps,
                 "v = sqrt(abar) * eps - sqrt(1 - abar) * x0: the noise carries sqrt(alpha_bar)."),
@@ -246,15 +383,32 @@ register(Exercise(
                 "The sign matters: v = sqrt(abar) eps - sqrt(1 - abar) x0 (positive on the noise)."),
         Mistake("no square roots", lambda x0, t, eps, s: _ab(s, t, x0) * eps - (1 - _ab(s, t, x0)) * x0,
                 "Use the square roots, so that v has unit variance like eps and x_t."),
+        Mistake("float64 result", lambda x0, t, eps, s: _uncast(_v_formula)(x0, t, eps, s),
+                "Your v is float64 because schedule.alpha_bars is: cast the coefficient to x0's dtype "
+                "(schedule.alpha_bars[t].to(x0.dtype)) before using it."),
+        Mistake("alpha_bars[t - 1]", lambda x0, t, eps, s: _v_formula(x0, eps, _ab(s, t, x0, shift=1)),
+                _T_MINUS_ONE_HINT + "; v at step t uses alpha_bars[t] itself."),
+        Mistake("alpha for alpha_bar", lambda x0, t, eps, s: _v_formula(x0, eps, _ab(s, t, x0, "alphas")),
+                "Use alpha_bars[t], the cumulative product, not the per-step alphas[t]."),
     ],
     hint="v = sqrt(alpha_bar_t) * eps - sqrt(1 - alpha_bar_t) * x0.",
 ))
+
+
+def _score_formula(eps, unused, ab):
+    return -eps / (1 - ab).sqrt()
+
 
 register(Exercise(
     id="01.score_from_eps",
     title="the score from the noise prediction",
     reference=forward.score_from_eps,
-    cases=lambda: [Case((c.args[0], c.args[1], c.args[3]), label=c.label) for c in _conversion_cases(40)],
+    contract="a tensor of eps's shape and dtype (float32 here)",
+    cases=lambda: [Case((c.args[0], c.args[1], c.args[3]), label=c.label) for c in _edge_cases(40)],
+    alternatives=[lambda eps, t, s: _float64_inside(_score_formula)(eps, t, None, s),
+                  lambda eps, t, s: -eps * torch.rsqrt(1 - _ab(s, t, eps)),
+                  lambda eps, t, s: torch.from_numpy(-eps.numpy() / np.sqrt(1 - s.alpha_bars[t].numpy()).reshape(
+                      -1, *([1] * (eps.ndim - 1)))).to(eps.dtype)],
     mistakes=[
         Mistake("no minus sign", lambda eps, t, s: eps / (1 - _ab(s, t, eps)).sqrt(),
                 "The score points back toward the data, against the noise: score = -eps / sqrt(1 - alpha_bar)."),
@@ -262,6 +416,13 @@ register(Exercise(
                 "Divide by the standard deviation sqrt(1 - alpha_bar), not by the variance."),
         Mistake("multiplied", lambda eps, t, s: -eps * (1 - _ab(s, t, eps)).sqrt(),
                 "That is the way back (eps from the score); to get the score, divide by sqrt(1 - alpha_bar)."),
+        Mistake("float64 result", lambda eps, t, s: _uncast(_score_formula)(eps, t, None, s),
+                "Your score is float64 because schedule.alpha_bars is: cast the coefficient to eps's dtype "
+                "(schedule.alpha_bars[t].to(eps.dtype)) before using it."),
+        Mistake("sqrt(alpha_bar)", lambda eps, t, s: -eps / _ab(s, t, eps).sqrt(),
+                "The noise's standard deviation at step t is sqrt(1 - alpha_bar_t), not sqrt(alpha_bar_t)."),
+        Mistake("alpha_bars[t - 1]", lambda eps, t, s: _score_formula(eps, None, _ab(s, t, eps, shift=1)),
+                _T_MINUS_ONE_HINT + "; the score at step t uses alpha_bars[t] itself."),
     ],
     hint="For q(x_t | x0) = N(sqrt(abar) x0, (1 - abar) I), grad log q = -(x_t - sqrt(abar) x0) / (1 - abar) "
          "= -eps / sqrt(1 - abar).",
@@ -310,11 +471,31 @@ def _standard_deviation(betas):
     return coef_x0, coef_xt, variance.sqrt()
 
 
+def _coefficients_closed_form(betas):
+    """DDPM eq. 7 as printed, rather than Bayes' rule worked through."""
+    alpha_bars = torch.cumprod(1 - betas, dim=0)
+    prev = torch.cat([torch.ones(1, dtype=betas.dtype), alpha_bars[:-1]])
+    return (prev.sqrt() * betas / (1 - alpha_bars), (1 - betas).sqrt() * (1 - prev) / (1 - alpha_bars),
+            (1 - prev) / (1 - alpha_bars) * betas)
+
+
+def _coefficients_loop(betas):
+    coef_x0, coef_xt, variance, alpha_bar = [], [], [], 1.0
+    for beta in betas.tolist():
+        prev, alpha_bar = alpha_bar, alpha_bar * (1 - beta)
+        coef_x0.append(math.sqrt(prev) * beta / (1 - alpha_bar))
+        coef_xt.append(math.sqrt(1 - beta) * (1 - prev) / (1 - alpha_bar))
+        variance.append((1 - prev) * beta / (1 - alpha_bar))
+    return tuple(torch.tensor(values, dtype=torch.float64) for values in (coef_x0, coef_xt, variance))
+
+
 register(Exercise(
     id="01.posterior_coefficients",
     title="the posterior's coefficients from Bayes' rule",
     reference=posterior_coefficients_reference,
+    contract="a tuple of three float64 tensors of shape (T,): (coefficient of x0, coefficient of x_t, variance)",
     cases=_coefficient_cases,
+    alternatives=[_coefficients_closed_form, _coefficients_loop],
     mistakes=[
         Mistake("likelihood variance beta", _bayes_with(likelihood_variance_of=lambda beta, alpha: beta),
                 "Read q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1}, beta_t) as a function of x_{t-1}: it is "

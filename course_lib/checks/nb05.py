@@ -1,6 +1,9 @@
 """Exercises of notebook 05, DDIM: the trailing timesteps, the deterministic update, sigma(eta), slerp."""
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 from .. import ddim, sampling
@@ -15,7 +18,10 @@ def _timestep_cases():
     return [Case((1000, 50), label="T=1000, 50 steps"),
             Case((1000, 7), label="T=1000, 7 steps (T not a multiple of steps)"),
             Case((100, 3), label="T=100, 3 steps"),
-            Case((10, 10), label="T=10, every step")]
+            Case((10, 10), label="T=10, every step"),
+            Case((5, 2), label="T=5, 2 steps (a tie: 2.5 rounds to 2)"),
+            Case((21, 6), label="T=21, 6 steps (ties at 3.5 and 10.5)"),
+            Case((50, 1), label="one step")]
 
 
 def _offsets(T, steps):
@@ -26,7 +32,11 @@ register(Exercise(
     id="05.ddim_timesteps",
     title="the trailing DDIM timesteps",
     reference=ddim.ddim_timesteps,
+    contract="an int64 tensor of shape (steps,), decreasing from T - 1: t_i = T - 1 - round(i * T / steps), "
+             "ties rounded half to even (torch.round)",
     cases=_timestep_cases,
+    alternatives=[lambda T, steps: torch.tensor([T - 1 - round(i * T / steps) for i in range(steps)]),
+                  lambda T, steps: torch.from_numpy(T - 1 - np.round(np.arange(steps) * T / steps).astype(np.int64))],
     mistakes=[
         Mistake("leading spacing", lambda T, steps: (torch.arange(steps) * (T // steps)).flip(0),
                 "That is the 'leading' spacing: it starts at T - T/steps, not at T - 1, so the run begins "
@@ -40,6 +50,16 @@ register(Exercise(
                 "down to the cleanest one."),
         Mistake("1-based", lambda T, steps: T - _offsets(T, steps),
                 "Timesteps are 0-based in this course: the noisiest one is T - 1, so t_i = T - 1 - round(i * T / steps)."),
+        Mistake("diffusers' rounding", lambda T, steps:
+                torch.round(torch.arange(T, 0, -T / steps, dtype=torch.float64)).to(torch.int64)[:steps] - 1,
+                "That is diffusers' trailing formula, round(T - i * T / steps) - 1. It differs from the course's "
+                "T - 1 - round(i * T / steps) only at ties (i * T / steps ending in .5 with T odd); the course "
+                "rounds the offset i * T / steps, half to even, as the stub says."),
+        Mistake("floor", lambda T, steps: T - 1 - torch.arange(steps) * T // steps,
+                "Integer division floors: 1 * 1000 // 7 = 142, where 1000 / 7 = 142.86 rounds to 143. Compute the "
+                "offsets in float64 and round them: (torch.arange(steps, dtype=torch.float64) * T / steps).round()."),
+        Mistake("float timesteps", lambda T, steps: (T - 1 - _offsets(T, steps)).double(),
+                "Timesteps are indices: return int64 (.long()), which can index schedule tensors."),
     ],
     hint="offsets = (torch.arange(steps, dtype=torch.float64) * T / steps).round().long(); return T - 1 - offsets "
          "(int64, decreasing, starting at T - 1).",
@@ -56,6 +76,12 @@ def _step_cases():
     cosine, coarse = NoiseSchedule.cosine(1000), NoiseSchedule.linear(T=50, beta_start=0.01, beta_end=0.3)
     return [Case((seeded_randn(4, 1, 8, 8, seed=1), 500, 400, seeded_randn(4, 1, 8, 8, seed=2), cosine),
                  label="cosine T=1000, t=500 -> 400"),
+            Case((seeded_randn(2, 1, 4, 4, seed=7), 999, 979, seeded_randn(2, 1, 4, 4, seed=8), NoiseSchedule.linear(1000)),
+                 label="linear T=1000, the first step t=999 -> 979"),
+            Case((seeded_randn(3, 2, seed=9), 0, -1, seeded_randn(3, 2, seed=10), coarse),
+                 label="coarse T=50, t=0 -> -1 (DDPM's last step)"),
+            Case((seeded_randn(3, 2, seed=11), 50, 1, seeded_randn(3, 2, seed=12), NoiseSchedule.cosine(51)),
+                 label="cosine T=51, t=50 -> 1"),
             Case((seeded_randn(3, 2, seed=3), 40, 20, seeded_randn(3, 2, seed=4), coarse), label="linear T=50, t=40 -> 20"),
             Case((seeded_randn(5, 1, 4, 4, seed=5), 19, -1, seeded_randn(5, 1, 4, 4, seed=6), cosine),
                  label="t=19 -> -1 (the last step, to clean data)")]
@@ -80,11 +106,26 @@ def _step_with(abar="alpha_bars", root=True, direction=True, prev="given"):
     return wrong
 
 
+def _step_with_floats(x_t, t, t_prev, eps, schedule):
+    abar_t = schedule.alpha_bars[t].item()
+    abar_prev = schedule.alpha_bars[t_prev].item() if t_prev >= 0 else 1.0
+    x0_hat = (x_t - math.sqrt(1 - abar_t) * eps) / math.sqrt(abar_t)
+    return math.sqrt(abar_prev) * x0_hat + math.sqrt(1 - abar_prev) * eps
+
+
+def _step_float64_inside(x_t, t, t_prev, eps, schedule):
+    prev = schedule.alpha_bars_prev[0] if t_prev < 0 else schedule.alpha_bars[t_prev]
+    x0_hat = (x_t.double() - (1 - schedule.alpha_bars[t]).sqrt() * eps.double()) / schedule.alpha_bars[t].sqrt()
+    return (prev.sqrt() * x0_hat + (1 - prev).sqrt() * eps.double()).to(x_t.dtype)
+
+
 register(Exercise(
     id="05.ddim_step",
     title="one deterministic DDIM step (eta = 0)",
     reference=ddim_step_eta0,
+    contract="a tensor of x_t's shape and dtype (float32 here)",
     cases=_step_cases,
+    alternatives=[_step_with_floats, _step_float64_inside],
     mistakes=[
         Mistake("alpha for alpha_bar", _step_with(abar="alphas"),
                 "Use the cumulative products schedule.alpha_bars (abar_t), not the per-step schedule.alphas: "
@@ -101,6 +142,10 @@ register(Exercise(
         Mistake("alpha_bars[-1]", _step_with(prev="python index"),
                 "t_prev = -1 means clean data, abar_prev = 1. In Python alpha_bars[-1] is the *last* entry, "
                 "the noisiest timestep: treat t_prev < 0 separately."),
+        Mistake("float64 result", lambda x_t, t, t_prev, eps, s: ddim_step_eta0(x_t, t, t_prev, eps, s).double(),
+                "Your result is float64: keep x_t's dtype. schedule.alpha_bars[t] with an int t is a 0-dim "
+                "tensor that leaves x_t's dtype alone, but a slice such as alpha_bars[t:t+1] or x_t.double() "
+                "makes everything float64; cast back with .to(x_t.dtype)."),
     ],
     hint="abar_t = schedule.alpha_bars[t]; abar_prev = alpha_bars[t_prev] if t_prev >= 0 else 1; "
          "x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t); return sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev) eps.",
@@ -120,14 +165,19 @@ def _sigma_cases():
     linear = NoiseSchedule.linear(50, beta_start=0.01, beta_end=0.3)
     return [Case((abar[t], abar[t_prev], 0.5), label="cosine T=1000, eta=0.5"),
             Case((linear.alpha_bars[1:], linear.alpha_bars[:-1], 1.0), label="linear T=50, t_prev = t - 1, eta=1"),
-            Case((abar[t], torch.ones(4, dtype=torch.float64), 0.3), label="last step (abar_prev = 1), eta=0.3")]
+            Case((abar[t], torch.ones(4, dtype=torch.float64), 0.3), label="last step (abar_prev = 1), eta=0.3"),
+            Case((abar[t], abar[t_prev], 0.0), label="eta=0: deterministic")]
 
 
 register(Exercise(
     id="05.ddim_sigma",
     title="DDIM's noise scale sigma(eta)",
     reference=ddim_sigma,
+    contract="a tensor of alpha_bar_t's shape and dtype (float64 here)",
     cases=_sigma_cases,
+    alternatives=[lambda a, ap, eta: eta * torch.sqrt((1 - ap) / (1 - a) * (1 - a / ap)),
+                  lambda a, ap, eta: torch.from_numpy(eta * np.sqrt((1 - ap.numpy()) / (1 - a.numpy()))
+                                                      * np.sqrt(1 - a.numpy() / ap.numpy()))],
     mistakes=[
         Mistake("variance, not std", lambda a, ap, eta: eta * ((1 - ap) / (1 - a)) * (1 - a / ap),
                 "sigma is a standard deviation: take the square roots, "
@@ -138,6 +188,13 @@ register(Exercise(
                 "target and at the start, which is below 1. It is what makes eta = 1 equal DDPM's beta_tilde."),
         Mistake("eta squared", lambda a, ap, eta: eta ** 2 * ((1 - ap) / (1 - a)).sqrt() * (1 - a / ap).sqrt(),
                 "eta multiplies sigma itself (eta^2 multiplies the variance sigma^2)."),
+        Mistake("second ratio upside down", lambda a, ap, eta: eta * ((1 - ap) / (1 - a)).sqrt() * (1 - ap / a).sqrt(),
+                "The second factor is sqrt(1 - abar_t / abar_prev): abar_t < abar_prev (t is noisier), so it is "
+                "real; with the ratio upside down the square root of a negative number gives NaN."),
+        Mistake("float32 result", lambda a, ap, eta: ddim_sigma(a, ap, eta).float(),
+                "Keep the dtype of the alpha_bars you are given (float64 here): don't convert with .float()."),
+        Mistake("eta ignored", lambda a, ap, eta: ((1 - ap) / (1 - a)).sqrt() * (1 - a / ap).sqrt(),
+                "Multiply by eta: eta = 0 must give sigma = 0 (deterministic DDIM), eta = 1 DDPM's noise."),
     ],
     hint="return eta * sqrt((1 - abar_prev) / (1 - abar_t)) * sqrt(1 - abar_t / abar_prev) (use tensor .sqrt()).",
     rtol=1e-6, atol=1e-9,
@@ -148,7 +205,25 @@ register(Exercise(
 def _slerp_cases():
     return [Case((seeded_randn(1, 8, 8, seed=1), seeded_randn(1, 8, 8, seed=2), 0.3), label="two 8x8 noise images, alpha=0.3"),
             Case((seeded_randn(16, seed=3), seeded_randn(16, seed=4), 0.75), label="16-vectors, alpha=0.75"),
-            Case((seeded_randn(2, 3, 3, seed=5), seeded_randn(2, 3, 3, seed=6), 0.5), label="alpha=0.5")]
+            Case((seeded_randn(2, 3, 3, seed=5), seeded_randn(2, 3, 3, seed=6), 0.5), label="alpha=0.5"),
+            Case((seeded_randn(4, 4, seed=7), seeded_randn(4, 4, seed=8), 0.0), label="alpha=0: z0 itself"),
+            Case((seeded_randn(4, 4, seed=9), seeded_randn(4, 4, seed=10), 1.0), label="alpha=1: z1 itself")]
+
+
+def _slerp_from_cos(cos_theta, z0, z1, alpha):
+    theta = torch.arccos(cos_theta)
+    return (torch.sin((1 - alpha) * theta) * z0 + torch.sin(alpha * theta) * z1) / torch.sin(theta)
+
+
+def _slerp_float64(z0, z1, alpha):
+    a, b = z0.double(), z1.double()
+    return _slerp_from_cos((a * b).sum() / (a.norm() * b.norm()), a, b, alpha).to(z0.dtype)
+
+
+def _slerp_numpy(z0, z1, alpha):
+    a, b = z0.numpy(), z1.numpy()
+    theta = np.arccos(np.clip((a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b)), -1, 1))
+    return torch.from_numpy((np.sin((1 - alpha) * theta) * a + np.sin(alpha * theta) * b) / np.sin(theta))
 
 
 def _theta(z0, z1):
@@ -159,7 +234,9 @@ register(Exercise(
     id="05.slerp",
     title="spherical interpolation between two noises",
     reference=ddim.slerp,
+    contract="a tensor of z0's shape and dtype",
     cases=_slerp_cases,
+    alternatives=[_slerp_float64, _slerp_numpy],
     mistakes=[
         Mistake("lerp", lambda z0, z1, alpha: (1 - alpha) * z0 + alpha * z1,
                 "That is a straight line (lerp). Halfway between two independent Gaussian noises its norm "
@@ -177,6 +254,9 @@ register(Exercise(
                 "Rescaling the straight line to z0's norm fixes the length but not the direction: the weights must "
                 "be sin((1 - alpha) theta) / sin(theta) and sin(alpha theta) / sin(theta), theta the angle between "
                 "z0 and z1."),
+        Mistake("dot product not normalised", lambda z0, z1, alpha: _slerp_from_cos((z0 * z1).sum(), z0, z1, alpha),
+                "cos(theta) is the dot product divided by both norms: (z0 * z1).sum() / (z0.norm() * z1.norm()). "
+                "Without the division arccos gets a number outside [-1, 1] and returns NaN."),
     ],
     hint="cos_theta = (z0 * z1).sum() / (z0.norm() * z1.norm()); theta = torch.arccos(cos_theta); return "
          "(sin((1 - alpha) theta) z0 + sin(alpha theta) z1) / sin(theta).",
@@ -231,11 +311,38 @@ def _loop_with(order="down", model_step=0, stop=0, noise="fresh", calls="every s
     return wrong
 
 
+def _loop_while(model, schedule, x_T, generator):
+    """A while loop counting t down, with t as a tensor built by repeat."""
+    x, t = x_T, schedule.T
+    while t > 0:
+        t -= 1
+        eps = model(x, torch.tensor(t).repeat(x.shape[0]))
+        x = sampling.ddpm_step(x, t, eps, schedule, generator=generator)
+    return x
+
+
+def _loop_written_out(model, schedule, x_T, generator):
+    """Each step from the formulas: x0_hat, the posterior mean, and sqrt(beta_tilde_t) z with z drawn for t > 0."""
+    x = x_T
+    for t in reversed(range(schedule.T)):
+        t_batch = torch.full((x.shape[0],), t, dtype=torch.int64)
+        eps = model(x, t_batch)
+        abar, beta, alpha = schedule.alpha_bars[t], schedule.betas[t], schedule.alphas[t]
+        mean = ((x.double() - beta / (1 - abar).sqrt() * eps.double()) / alpha.sqrt()).to(x.dtype)
+        if t > 0:
+            z = torch.randn(x.shape, generator=generator)
+            mean = mean + schedule.posterior_variance[t].sqrt().to(x.dtype) * z
+        x = mean
+    return x
+
+
 register(Exercise(
     id="05.ddpm_sample_loop",
     title="the DDPM sampling loop (Algorithm 2)",
     reference=ddpm_sample_loop,
+    contract="a float32 tensor of x_T's shape: x_0 after ddpm_step at t = T - 1, ..., 0, each given the generator",
     cases=_loop_cases,
+    alternatives=[_loop_while, _loop_written_out],
     mistakes=[
         Mistake("stops before the last step", _loop_with(stop=1),
                 "Your loop stops one step early: the last step is code index 0 (step 1), which turns x_1 into x_0. "
@@ -259,7 +366,6 @@ register(Exercise(
     hint="x = x_T; for t in range(schedule.T - 1, -1, -1): eps = model(x, torch.full((x.shape[0],), t)); "
          "x = sampling.ddpm_step(x, t, eps, schedule, generator=generator); then return x. Draw no random "
          "numbers yourself: ddpm_step draws them from the generator, in the order the check expects.",
-    rtol=1e-4, atol=1e-5,
 ))
 
 
@@ -297,11 +403,30 @@ def _skip_with(a_root="abar_prev", b_root=True, variance="posterior", swap=False
     return wrong
 
 
+def _skip_rearranged(alpha_bar_t, alpha_bar_prev):
+    """The same three numbers with the jump's alpha multiplied out: 1 - abar_t / abar_t' = (abar_t' - abar_t) / abar_t'."""
+    gap = alpha_bar_prev - alpha_bar_t
+    return (gap / (alpha_bar_prev.sqrt() * (1 - alpha_bar_t)),
+            (alpha_bar_t / alpha_bar_prev).sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar_t),
+            (1 - alpha_bar_prev) / (1 - alpha_bar_t) * gap / alpha_bar_prev)
+
+
+def _skip_numpy(alpha_bar_t, alpha_bar_prev):
+    abar_t, abar_prev = alpha_bar_t.numpy(), alpha_bar_prev.numpy()
+    jump = abar_t / abar_prev
+    return tuple(torch.from_numpy(np.asarray(value)) for value in (
+        np.sqrt(abar_prev) * (1 - jump) / (1 - abar_t),
+        np.sqrt(jump) * (1 - abar_prev) / (1 - abar_t),
+        (1 - abar_prev) * (1 - jump) / (1 - abar_t)))
+
+
 register(Exercise(
     id="05.skip_posterior",
     title="DDPM's posterior over a jump t -> t'",
     reference=skip_posterior,
+    contract="a tuple (a, b, v) of three float64 tensors of alpha_bar_t's shape",
     cases=_skip_cases,
+    alternatives=[_skip_rearranged, _skip_numpy],
     mistakes=[
         Mistake("the jump's own variance", _skip_with(variance="jump"),
                 "1 - abar_t / abar_t' is the variance of x_t given x_t' (the forward jump). The posterior also knows "
@@ -320,6 +445,8 @@ register(Exercise(
         Mistake("no square root in b", _skip_with(b_root=False),
                 "The x_t coefficient carries the square root of the jump's alpha, sqrt(abar_t / abar_t'), as "
                 "sqrt(alpha_t) does in notebook 01's posterior mean."),
+        Mistake("a list", lambda abar_t, abar_prev: list(skip_posterior(abar_t, abar_prev)),
+                "Return the three tensors as a tuple, `return a, b, v` (the comma makes the tuple), not a list."),
     ],
     hint="With alpha_jump = abar_t / abar_t': a = sqrt(abar_t') (1 - alpha_jump) / (1 - abar_t), "
          "b = sqrt(alpha_jump) (1 - abar_t') / (1 - abar_t), v = (1 - abar_t') (1 - alpha_jump) / (1 - abar_t); "

@@ -10,12 +10,6 @@ from .. import flows, sde
 from ._framework import Case, Exercise, Mistake, register, seeded_randn
 
 
-def _exercise(**fields) -> Exercise:
-    """An Exercise from the fields this framework version has: ``contract`` and ``alternatives`` arrive with the
-    checks update (issue of helper `checks`); until then they are dropped here. Remove once it has landed."""
-    return Exercise(**{name: value for name, value in fields.items() if name in Exercise.__dataclass_fields__})
-
-
 def _constant_vp(beta: float) -> sde.VPSDE:
     """A VP-SDE with constant beta: the exercises take beta at the current time as a number."""
     return sde.VPSDE(beta_min=beta, beta_max=beta)
@@ -33,7 +27,7 @@ def _integral(tau, beta_min, beta_max):
     return beta_min * tau + 0.5 * (beta_max - beta_min) * tau ** 2
 
 
-register(_exercise(
+register(Exercise(
     id="07.vp_std",
     title="the std of the VP-SDE's marginal",
     reference=lambda tau, beta_min, beta_max: torch.tensor([sde.VPSDE(beta_min=beta_min, beta_max=beta_max).std(u)
@@ -73,7 +67,7 @@ def _langevin_cases():
             Case((x.double()[:5], score.double()[:5], 0.2, noise.double()[:5]), label="float64, step 0.2")]
 
 
-register(_exercise(
+register(Exercise(
     id="07.langevin_step",
     title="one step of Langevin dynamics",
     reference=sde.langevin_step,
@@ -109,7 +103,7 @@ def _em_cases():
             Case((images, -images, 0.5, 0.2, images.flip(0)), label="two 4x4 images, beta = 0.5, dtau = 0.2")]
 
 
-register(_exercise(
+register(Exercise(
     id="07.reverse_sde_step",
     title="one Euler–Maruyama step of the reverse VP-SDE",
     reference=lambda x, score, beta, dtau, noise: sde.euler_maruyama_step(_constant_vp(beta), x, dtau, 0.0, score, noise),
@@ -144,7 +138,7 @@ def _pf_cases():
             Case((x.double(), score.double(), 19.0), label="float64, beta = 19")]
 
 
-register(_exercise(
+register(Exercise(
     id="07.pf_ode_drift",
     title="the probability-flow ODE's velocity",
     reference=lambda x, score, beta: sde.pf_ode_drift(_constant_vp(beta), x, 0.0, score),
@@ -190,7 +184,7 @@ def _heun_explicit(y, s, s_next, velocity):
     return y + h / 2 * k1 + h / 2 * k2
 
 
-register(_exercise(
+register(Exercise(
     id="07.heun_step",
     title="one Heun step",
     reference=sde.heun_step,
@@ -232,7 +226,7 @@ def _flow_variant(path, target):
     return wrong
 
 
-register(_exercise(
+register(Exercise(
     id="07.flow_pair",
     title="the flow-matching input and target",
     reference=lambda x0, eps, tau: (flows.flow_path(x0, eps, tau), flows.flow_target(x0, eps)),

@@ -24,7 +24,10 @@ register(Exercise(
     id="08.mirrored_mask",
     title="mirror the left half of a sprite mask",
     reference=sprites.mirrored_mask,
+    contract="a bool tensor (..., H, W): the half, then half.flip(-1), joined along the last dimension",
     cases=_mask_cases,
+    alternatives=[lambda half: torch.cat((half, torch.flip(half, dims=[-1])), -1),
+                  lambda half: torch.cat([half, half[..., list(range(half.shape[-1] - 1, -1, -1))]], dim=-1)],
     mistakes=[
         Mistake("tiled, not mirrored", lambda half: torch.cat([half, half], dim=-1),
                 "Putting the half twice side by side repeats it; a mirror image reverses the column order: "
@@ -56,7 +59,10 @@ register(Exercise(
     id="08.latent_scale_factor",
     title="the latent scale factor",
     reference=autoencoder.latent_scale_factor,
+    contract="a 0-d float tensor: 1 / (standard deviation of all elements of latents)",
     cases=_latent_cases,
+    alternatives=[lambda z: z.std().reciprocal(),
+                  lambda z: 1 / ((z - z.mean()) ** 2).mean().sqrt()],
     rtol=5e-3,                      # std with or without Bessel's correction: both are right
     mistakes=[
         Mistake("the std itself", lambda z: z.std(),
@@ -84,6 +90,11 @@ def latent_diffusion_loss(ae, model, x0, scale, t, noise, schedule):
     """L_simple on scaled latents: z0 = scale * mean of q(z | x0); (model(q_sample(z0, t, noise), t) - noise)^2 averaged."""
     z0 = scale * ae.encode(x0)[0]
     return training.diffusion_loss(model, z0, schedule, t=t, noise=noise)
+
+
+def _latent_loss_alternative(ae, model, x0, scale, t, noise, schedule):
+    z0 = ae.encode(x0)[0] * scale
+    return F.mse_loss(model(q_sample(z0, t, noise, schedule), t), noise)
 
 
 def _toy_model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -128,7 +139,9 @@ register(Exercise(
     id="08.latent_diffusion_loss",
     title="one latent-diffusion loss",
     reference=latent_diffusion_loss,
+    contract="a 0-d float32 tensor: the mean over all elements of (model(z_t, t) - noise)^2",
     cases=_latent_loss_cases,
+    alternatives=[_latent_loss_alternative, _latent_loss_with()],
     rtol=1e-4,
     mistakes=[
         Mistake("unscaled latents", _latent_loss_with(scaling="none"),
@@ -167,7 +180,10 @@ register(Exercise(
     id="08.discriminator_loss",
     title="the discriminator's loss",
     reference=gan.discriminator_loss,
+    contract="a 0-d float tensor: mean BCE(real_logits, target 1) + mean BCE(fake_logits, target 0)",
     cases=_gan_cases,
+    alternatives=[lambda real, fake: -F.logsigmoid(real).mean() - F.logsigmoid(-fake).mean(),
+                  lambda real, fake: F.softplus(-real).mean() + F.softplus(fake).mean()],
     mistakes=[
         Mistake("targets swapped", lambda real, fake: _bce(real, 0.0) + _bce(fake, 1.0),
                 "Real pictures have target 1 (D(x) should be near 1), generated ones target 0."),
