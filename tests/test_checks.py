@@ -366,6 +366,68 @@ def test_training_step_is_judged_by_the_weights_after_the_step(capsys):
     assert not passed and "after your function, `model." in " ".join(out.split())
 
 
+# ---------------------------------------------------------------- every argument is snapshotted, not only tensors
+def _scaled_layer(x, schedule, layer):
+    return layer(x) * schedule.alpha_bars[-1].to(x.dtype)
+
+
+def _layer_and_schedule_case():
+    from course_lib.schedules import NoiseSchedule
+    layer = torch.nn.Linear(3, 3)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(3, 3, generator=torch.Generator().manual_seed(1)))
+        layer.bias.zero_()
+    return [Case((torch.ones(2, 3), NoiseSchedule.linear(10), layer), label="a layer and a schedule")]
+
+
+@pytest.fixture(scope="module")
+def layer_id():
+    exercise = register(Exercise(
+        id="test.scaled_layer", title="a layer scaled by the schedule", reference=_scaled_layer,
+        contract="a float32 tensor of x's shape", cases=_layer_and_schedule_case,
+        mistakes=[Mistake("first alpha_bar", lambda x, s, layer: layer(x) * s.alpha_bars[0].float(), "hint-first"),
+                  Mistake("no layer", lambda x, s, layer: x * s.alpha_bars[-1].float(), "hint-layer")],
+        hint="generic-hint"))
+    yield exercise.id
+    del EXERCISES[exercise.id]
+
+
+def _casts_schedule(x, schedule, layer):
+    schedule.alpha_bars = schedule.alpha_bars.float()
+    return _scaled_layer(x, schedule, layer)
+
+
+def _edits_betas(x, schedule, layer):
+    result = _scaled_layer(x, schedule, layer)
+    schedule.betas[0] = 0.5
+    return result
+
+
+def _scales_weights(x, schedule, layer):
+    result = _scaled_layer(x, schedule, layer)
+    with torch.no_grad():
+        layer.weight.mul_(2)
+    return result
+
+
+def _switches_to_eval(x, schedule, layer):
+    layer.eval()
+    return _scaled_layer(x, schedule, layer)
+
+
+@pytest.mark.parametrize("fn, where", [
+    (_casts_schedule, "schedule.alpha_bars"),
+    (_edits_betas, "schedule.betas"),
+    (_scales_weights, "layer.weight"),
+    (_switches_to_eval, "layer"),
+])
+def test_changes_to_any_argument_are_seen(capsys, layer_id, fn, where):
+    """Schedule fields (replaced or edited), module parameters and a module's mode are all snapshotted."""
+    assert run(capsys, layer_id, _scaled_layer)[0]
+    passed, out = run(capsys, layer_id, fn)
+    assert not passed and f"changed its argument `{where}` in place" in " ".join(out.split())
+
+
 def test_solution_check_cells_show_the_verdict_once():
     """The stored output of every check cell is one "✅ passed" line, with no echoed `True` under it."""
     from pathlib import Path

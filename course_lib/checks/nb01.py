@@ -193,6 +193,11 @@ def _q_sample_in_place(x0, t, noise, schedule):
     return x0.mul_(a.sqrt()).add_((1 - a).sqrt() * noise)
 
 
+def _q_sample_casts_the_schedule(x0, t, noise, schedule):
+    schedule.alpha_bars = schedule.alpha_bars.to(x0.dtype)     # "fixes" the dtype once, for every later caller
+    return forward.q_sample(x0, t, noise, schedule)
+
+
 def _q_sample_float64_inside(x0, t, noise, schedule):
     a = schedule.alpha_bars[t].reshape(-1, *([1] * (x0.ndim - 1)))
     return (a.sqrt() * x0.double() + (1 - a).sqrt() * noise.double()).to(x0.dtype)
@@ -231,6 +236,10 @@ register(Exercise(
                 "`return x_t,` (a trailing comma makes a tuple)."),
         Mistake("x0 changed in place", _q_sample_in_place,
                 "x0.mul_(...) overwrites the caller's images. Build a new tensor: a.sqrt() * x0 + (1 - a).sqrt() * noise."),
+        Mistake("schedule changed", _q_sample_casts_the_schedule,
+                "schedule.alpha_bars = ... replaces a field of the caller's schedule, which every later cell "
+                "shares (in float32 it loses precision for good). Keep the value in a new variable: "
+                "a = schedule.alpha_bars[t].to(x0.dtype)."),
     ],
     hint="Pick alpha_bar for each batch item with alpha_bars[t], cast it to x0's dtype, reshape it to "
          "(B, 1, ..., 1) so it broadcasts, then x_t = sqrt(alpha_bar) * x0 + sqrt(1 - alpha_bar) * noise.",
