@@ -441,4 +441,4 @@ def test_solution_check_cells_show_the_verdict_once():
                 checked += 1
                 assert [output.output_type for output in cell.outputs] == ["stream"], (path.name, cell.source)
                 assert cell.outputs[0].text.startswith("✅ passed - Exercise"), (path.name, cell.outputs[0].text)
-    assert checked >= len(EXERCISES), f"only {checked} tagged check cells for {len(EXERCISES)} exercises"
+    assert checked >= len(EXERCISE_IDS), f"only {checked} tagged check cells for {len(EXERCISE_IDS)} exercises"
