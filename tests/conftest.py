@@ -4,3 +4,31 @@ import torch
 # which on a shared 2-core machine can make them many times slower. Notebooks run in their own
 # kernels and keep torch's default.
 torch.set_num_threads(1)
+
+
+# --- one run of each notebook: the browser's, or nbval's ------------------------------------------------
+# tests/test_browser.py runs every notebook of solutions/ and notebooks/ in JupyterLab and fails on what nbval
+# fails on (an error in any cell; a solution's check not showing ✅, which nbval compares for the cells tagged
+# nbval-check-output), and on more (widgets, the page). Where it runs a notebook, nbval's run of the same
+# notebook adds nothing but minutes, so it is left out here, and says so. Without Chromium the browser tests
+# are skipped at collection and nbval runs every notebook as before.
+import pytest  # noqa: E402
+
+
+@pytest.hookimpl(trylast=True)      # after -m / -k deselection: only browser tests that will run count
+def pytest_collection_modifyitems(config, items):
+    in_browser = {item.callspec.params["relative"] for item in items if item.get_closest_marker("browser")
+                  and hasattr(item, "callspec") and "relative" in item.callspec.params}
+    if not in_browser:
+        return
+    replaced = [item for item in items if type(item).__name__ == "IPyNbCell"
+                and item.path.relative_to(config.rootpath).as_posix() in in_browser]
+    if not replaced:
+        return
+    items[:] = [item for item in items if item not in replaced]
+    config.hook.pytest_deselected(items=replaced)
+    notebooks = sorted({item.path.relative_to(config.rootpath).as_posix() for item in replaced})
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"nbval left out for {len(notebooks)} notebooks ({len(replaced)} cells): "
+                            "the browser tests run them in JupyterLab")

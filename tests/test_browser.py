@@ -1,0 +1,197 @@
+"""The student's path in a real browser: JupyterLab in headless Chromium, Run All, and what it shows.
+
+Every student notebook and every solution notebook is opened in JupyterLab and run with Run All,
+as a student does. The test reads what the page shows and asserts: no error output (the only ❌
+are the unsolved exercises' checks in the student copies), every widget renders as a live widget
+(never "Error displaying widget" or the text ``interactive(children=…)``), and the notebook opens
+unmodified. In notebook 01 it moves a slider and watches the picture change, types the solution of
+the first exercise (✅) and a typical mistake from the checker's registry (❌ with that mistake's
+hint). Screenshots of each notebook (top, middle, end) go to test-artifacts/browser/.
+
+Select with ``-m browser``, leave out with ``-m "not browser"``. Needs Debian's ``chromium`` and
+``chromium-driver``; without them the module is skipped with the reason.
+"""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from jupyterlab_page import CHROMEDRIVER, CHROMIUM, ROOT, LabPage, LabServer, start_chromium
+
+pytestmark = pytest.mark.browser
+if not (CHROMIUM and CHROMEDRIVER):
+    pytest.skip("browser tests need chromium and chromedriver on PATH (apt-get install chromium chromium-driver)",
+                allow_module_level=True)
+pytest.importorskip("selenium", reason="the browser tests need selenium: pip install '.[test]'")
+
+from course_lib.authoring import CHECK_CALL, NOTEBOOK_GLOB  # noqa: E402
+from course_lib.checks import EXERCISES  # noqa: E402
+
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+NOTEBOOKS = [f"{folder}/{path.name}" for folder in ("notebooks", "solutions")
+             for path in sorted((ROOT / folder).glob(NOTEBOOK_GLOB))]
+STUDENT_01 = "notebooks/01_forward_process.ipynb"
+FAILED, PASSED = "❌", "✅"
+TIMINGS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """One JupyterLab and one Chromium for the module; both ended (with their kernels) at its end."""
+    started = time.monotonic()
+    server = LabServer(tmp_path_factory.mktemp("lab") / "course")
+    try:
+        driver = start_chromium()
+    except Exception:
+        server.stop()
+        raise
+    TIMINGS["JupyterLab and Chromium start"] = time.monotonic() - started
+    yield server, driver
+    driver.quit()
+    server.stop()
+    _report_timings()
+
+
+def _report_timings() -> None:
+    lines = [f"{seconds:6.1f} s  {name}" for name, seconds in TIMINGS.items()]
+    lines.append(f"{sum(TIMINGS.values()):6.1f} s  total")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "timings.txt").write_text("\n".join(lines) + "\n")
+
+
+class Run:
+    """A notebook opened in its own tab and run with Run All: the page, its cells as shown, the seconds taken."""
+
+    def __init__(self, lab, relative: str):
+        server, driver = lab
+        driver.switch_to.new_window("tab")
+        self.page, self.relative = LabPage(driver, server), relative
+        started = time.monotonic()
+        try:
+            self.page.open(relative)
+            self.dirty_on_opening = self.page.is_dirty()
+            self.page.run_all()
+            self.cells = self.page.cells()
+        finally:
+            self.page.screenshots(ARTIFACTS, relative.replace("/", "-").removesuffix(".ipynb"))
+            TIMINGS[relative] = time.monotonic() - started
+            if not hasattr(self, "cells"):
+                self.close()
+
+    def close(self) -> None:
+        """Shut the kernel down and close the tab (the kernel goes with the server at the latest)."""
+        driver = self.page.driver
+        try:
+            self.page.shut_down()
+        finally:
+            driver.close()
+            driver.switch_to.window(driver.window_handles[0])
+
+
+@pytest.fixture(scope="module")
+def student_01(lab):
+    """Notebook 01's student copy, run, kept open for the slider and exercise tests."""
+    run = Run(lab, STUDENT_01)
+    yield run
+    run.close()
+
+
+def problems_shown(run: Run) -> list[str]:
+    """What a student must not see after Run All, one line each."""
+    student = run.relative.startswith("notebooks/")
+    problems = ["JupyterLab marks it modified on opening (metadata it rewrites)"] if run.dirty_on_opening else []
+    for cell in run.cells:
+        if cell["type"] != "code":
+            continue
+        where = f"cell {cell['index']} ({cell['source'].splitlines()[0][:50] if cell['source'] else ''!r})"
+        for output in cell["outputs"]:
+            if output["output_type"] == "error":
+                problems.append(f"{where}: {output['ename']}: {output['evalue'][:200]}")
+            elif output["output_type"] == "stream" and output["name"] == "stderr":
+                problems.append(f"{where}: stderr {output['text'][:200]!r}")
+        text = cell["text"]
+        is_check = bool(CHECK_CALL.search(cell["source"]))
+        if FAILED in text and not (student and is_check):
+            problems.append(f"{where}: {text[:200]!r}")
+        if student and is_check and FAILED not in text:
+            problems.append(f"{where}: an unsolved exercise's check shows no {FAILED}: {text[:200]!r}")
+        if not student and is_check and PASSED not in text:      # what nbval's stored-output comparison saw
+            problems.append(f"{where}: the solution does not pass its check: {text[:200]!r}")
+        for shown in cell["shown"]:
+            # A widget closed by its code (a tqdm bar with leave=False) leaves an empty output: no problem.
+            if shown["widgetView"] and not shown["widget"] and shown["text"].strip():
+                problems.append(f"{where}: a widget did not render: {shown['text'][:200]!r}")
+        for phrase in ("Error displaying widget", "interactive(children=", "Traceback"):
+            if phrase in text:
+                problems.append(f"{where}: shows {phrase!r}")
+        for interact in cell["interacts"]:
+            if not interact["outputs"]:
+                problems.append(f"{where}: an interact shows no output")
+    return problems
+
+
+@pytest.mark.parametrize("relative", NOTEBOOKS)
+def test_run_all_in_jupyterlab_shows_no_errors_and_live_widgets(lab, relative, request):
+    run = request.getfixturevalue("student_01") if relative == STUDENT_01 else Run(lab, relative)
+    try:
+        problems = problems_shown(run)
+        assert not problems, f"{relative} in JupyterLab (screenshots in {ARTIFACTS}):\n" + "\n".join(problems)
+        assert any(cell["outputs"] for cell in run.cells), "Run All produced no output at all"
+    finally:
+        if relative != STUDENT_01:
+            run.close()
+
+
+def _cell_index(run: Run, predicate) -> int:
+    return next(cell["index"] for cell in run.cells if cell["type"] == "code" and predicate(cell))
+
+
+def test_moving_a_slider_in_notebook_01_redraws_the_picture(student_01):
+    page = student_01.page
+    index = _cell_index(student_01, lambda cell: cell["interacts"] and "IntSlider" in cell["source"])
+    before = page.interact_images(index)
+    assert before, "the interact shows no picture"
+    page.screenshot_of_cell(index, ARTIFACTS / "01-slider-before.png")
+    page.drag_slider(index, pixels=120)
+    deadline = time.monotonic() + 60
+    while page.interact_images(index) in ([], before):
+        assert time.monotonic() < deadline, "the picture did not change within 60 s of moving the slider"
+        time.sleep(0.3)
+    page.screenshot_of_cell(index, ARTIFACTS / "01-slider-after.png")
+
+
+def _normalised(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def test_notebook_01_first_exercise_shows_a_tick_for_the_answer_and_the_hint_for_a_mistake(student_01):
+    """The solution's code gets ✅; a typical mistake of the checker's registry gets ❌ and that mistake's hint."""
+    page = student_01.page
+    check_index = _cell_index(student_01, lambda cell: CHECK_CALL.search(cell["source"]))
+    exercise = EXERCISES[CHECK_CALL.search(student_01.cells[check_index]["source"]).group(1)]
+    answer_index = max(cell["index"] for cell in student_01.cells[:check_index] if cell["type"] == "code"
+                       and cell["metadata"].get("nbgrader", {}).get("grade_id", "").startswith("answer_"))
+    grade_id = student_01.cells[answer_index]["metadata"]["nbgrader"]["grade_id"]
+    solution = nbformat.read(ROOT / "solutions" / Path(STUDENT_01).name, as_version=4)
+    correct = next(cell.source for cell in solution.cells
+                   if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id)
+
+    stub = student_01.cells[answer_index]["source"]
+    signature = stub.splitlines()[0]                           # def name(arguments):
+    arguments = re.search(r"\((.*)\)", signature).group(1)
+    names = ", ".join(part.split("=")[0].strip() for part in arguments.split(","))
+    mistake = exercise.mistakes[0]
+    typed_mistake = (f"from course_lib.checks import EXERCISES\n\n{signature}\n"
+                     f"    return EXERCISES[{exercise.id!r}].mistakes[0].fn({names})\n")
+
+    shown = page.type_and_run(answer_index, correct, check_index)
+    page.screenshot_of_cell(check_index, ARTIFACTS / "01-exercise-answer.png")
+    assert PASSED in shown and FAILED not in shown, shown
+    shown = page.type_and_run(answer_index, typed_mistake, check_index)
+    page.screenshot_of_cell(check_index, ARTIFACTS / "01-exercise-mistake.png")
+    assert FAILED in shown and PASSED not in shown, shown
+    assert _normalised(mistake.hint) in _normalised(shown), f"expected the hint of {mistake.name!r}, got {shown}"
