@@ -259,9 +259,11 @@ class LabPage:
         return path
 
     def scroll_to(self, fraction: float) -> None:
+        """Bring the cell at ``fraction`` of the notebook into view: 0 the first cell, 1 the end of the last."""
         self.driver.execute_script(
-            _CURRENT + "if (!panel) return; const outer = panel.content.outerNode || panel.content.node; outer.scrollTop = (outer.scrollHeight - outer.clientHeight) * arguments[0];",
-            fraction)
+            _CURRENT + "if (!panel) return; const cells = panel.content.widgets;"
+            "const index = Math.round((cells.length - 1) * arguments[0]);"
+            "cells[index].node.scrollIntoView({block: arguments[0] >= 1 ? 'end' : 'start'});", fraction)
         time.sleep(0.3)
 
     def screenshots(self, folder: Path, stem: str) -> list[Path]:

@@ -75,11 +75,7 @@ def test_a_finished_bar_and_ordinary_text_are_no_problem():
     assert stored_output_problems(notebook, repository=ROOT) == []
 
 
-# Notebooks re-executed since build-notebooks --execute freezes widgets; the others join when next re-executed.
-FROZEN = [path for path in SOLUTIONS if path.name[:2] in {"04", "05", "06"}]
-
-
-@pytest.mark.parametrize("path", FROZEN, ids=[path.name for path in FROZEN])
+@pytest.mark.parametrize("path", SOLUTIONS, ids=[path.name for path in SOLUTIONS])
 def test_solution_outputs_read_well_without_a_kernel(path):
     problems = stored_output_problems(nbformat.read(path, as_version=4), repository=ROOT)
     assert not problems, f"{path.name} (re-execute it: python -m course_lib build-notebooks --execute " \
