@@ -103,7 +103,10 @@ def start_chromium(width: int = 1400, height: int = 1000):
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      f"--window-size={width},{height}", "--no-first-run", "--disable-extensions",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     # a notebook kept open in a background tab must keep its timers and websocket running
+                     "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                     "--disable-backgrounding-occluded-windows"):
         options.add_argument(argument)
     # The system's chromedriver, named explicitly: Selenium Manager then downloads nothing.
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
@@ -143,6 +146,11 @@ class LabPage:
 
     def __init__(self, driver, server: LabServer):
         self.driver, self.server = driver, server
+        self.tab = driver.current_window_handle
+
+    def focus(self) -> None:
+        """Make this page's tab the one the driver talks to (other tests open and close their own)."""
+        self.driver.switch_to.window(self.tab)
 
     def open(self, relative: str, timeout: float = 120) -> None:
         """Open a notebook as a student does (its URL), and wait until its kernel is ready."""
