@@ -9,7 +9,6 @@ what the front end shows through the page's DOM and the notebook model JupyterLa
 """
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -34,7 +33,6 @@ TEST_SETTINGS = {
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
     "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
 }
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def free_port() -> int:
@@ -166,6 +164,8 @@ class LabPage:
             "const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;"
             "if (!kernel || kernel.status !== 'idle') return false;"
             "window.coursePanel = panel; app.shell.activateById(panel.id); return true;", relative))
+        # The notebook full width in every screenshot: the side bars (file browser, nbgrader) folded away.
+        self.driver.execute_script("window.jupyterapp.shell.collapseLeft(); window.jupyterapp.shell.collapseRight();")
 
     def is_dirty(self) -> bool:
         """Whether JupyterLab marks the notebook modified (the ● on its tab) although nobody edited it."""
@@ -277,8 +277,6 @@ class LabPage:
     def screenshots(self, folder: Path, stem: str) -> list[Path]:
         """The notebook at its top, middle and end, as PNG files in ``folder``."""
         folder.mkdir(parents=True, exist_ok=True)
-        self.driver.execute_script("const app = window.jupyterapp; if (app) { app.shell.collapseLeft(); "
-                                   "app.shell.collapseRight(); }")
         paths = []
         for where, fraction in (("top", 0.0), ("middle", 0.5), ("end", 1.0)):
             self.scroll_to(fraction)
