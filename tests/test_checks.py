@@ -228,12 +228,20 @@ def test_keyboard_interrupt_prints_one_line(capsys, toy_id, monkeypatch):
     assert not passed and out == "check interrupted\n"
 
 
-def test_a_real_sigint_during_a_check_stops_it_cleanly(capsys, toy_id):
+def _sleeps_long(x):
+    time.sleep(20)
+    return 2 * x
+
+
+def test_a_real_sigint_during_a_check_stops_it_cleanly(capsys, toy_id, monkeypatch):
     import os
     import signal
+    # A generous limit: on a loaded machine the timer thread may fire late, and the interrupt, not the
+    # limit, must end the check (a missed interrupt would let the answer finish after 20 s and pass).
+    monkeypatch.setattr(EXERCISES[toy_id], "time_limit", 60.0)
     timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.start()
-    passed, out = run(capsys, toy_id, _sleeps)
+    passed, out = run(capsys, toy_id, _sleeps_long)
     timer.join()
     assert not passed and out == "check interrupted\n"
 
