@@ -239,10 +239,16 @@ def test_a_real_sigint_during_a_check_stops_it_cleanly(capsys, toy_id, monkeypat
     # A generous limit: on a loaded machine the timer thread may fire late, and the interrupt, not the
     # limit, must end the check (a missed interrupt would let the answer finish after 20 s and pass).
     monkeypatch.setattr(EXERCISES[toy_id], "time_limit", 60.0)
-    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
-    timer.start()
-    passed, out = run(capsys, toy_id, _sleeps_long)
-    timer.join()
+    # Ctrl-C raises KeyboardInterrupt, as in a Jupyter kernel. A process started in the background by a
+    # non-interactive shell inherits SIGINT ignored, and Python then keeps it ignored: install the handler.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+        timer.start()
+        passed, out = run(capsys, toy_id, _sleeps_long)
+        timer.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert not passed and out == "check interrupted\n"
 
 
