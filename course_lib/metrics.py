@@ -144,10 +144,11 @@ def accuracy(model: nn.Module, dataset: ImageDataset) -> float:
     return (model(dataset.images).argmax(1) == dataset.labels).float().mean().item()
 
 
-def save_classifier(model: DigitsClassifier, test_accuracy: float, seed: int, path=CLASSIFIER_ASSET) -> None:
-    """Write the classifier's weights with its test accuracy, seed and command, atomically."""
+def save_classifier(model: nn.Module, test_accuracy: float, seed: int, path=CLASSIFIER_ASSET,
+                    command: str = TRAIN_COMMAND) -> None:
+    """Write a classifier's weights with its test accuracy, seed and the command that made it, atomically."""
     payload = {"state_dict": model.state_dict(), "test_accuracy": test_accuracy, "seed": seed,
-               "command": TRAIN_COMMAND, "torch_version": str(torch.__version__)}
+               "command": command, "torch_version": str(torch.__version__)}
     write_atomically(path, lambda temporary: torch.save(payload, temporary))
 
 
@@ -380,25 +381,31 @@ def report(samples: torch.Tensor, seed: int = 0) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m course_lib.metrics --train-classifier``: train the digits classifier and save it to --out."""
-    parser = argparse.ArgumentParser(prog="python -m course_lib.metrics",
-                                     description="The digits classifier behind the sample-quality metrics.")
-    parser.add_argument("--train-classifier", action="store_true",
-                        help="train it (seeded, a few seconds) and save it to --out")
+def classifier_command(argv, module: str, what: str, train, default_out: Path, command: str) -> int:
+    """``python -m course_lib.<module> --train-classifier``: train a metrics classifier (seeded) and save it to --out.
+
+    train(seed=...) -> (model, test accuracy); shared by the digits' and the sprites' classifiers."""
+    parser = argparse.ArgumentParser(prog=f"python -m course_lib.{module}", description=f"The {what}.")
+    parser.add_argument("--train-classifier", action="store_true", help="train it (seeded) and save it to --out")
     parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
-    parser.add_argument("--out", type=Path, default=CLASSIFIER_ASSET, help="default: %(default)s")
+    parser.add_argument("--out", type=Path, default=default_out, help="default: %(default)s")
     args = parser.parse_args(argv)
     if not args.train_classifier:
         parser.print_help()
         return 0
     start = time.perf_counter()
-    model, test_accuracy = train_classifier(seed=args.seed)
-    save_classifier(model, test_accuracy, seed=args.seed, path=args.out)
+    model, test_accuracy = train(seed=args.seed)
+    save_classifier(model, test_accuracy, seed=args.seed, path=args.out, command=command)
     size_kb = args.out.stat().st_size / 1024
     print(f"trained in {time.perf_counter() - start:.1f} s; test accuracy {test_accuracy:.4f}; "
           f"wrote {args.out} ({size_kb:.0f} KB)")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m course_lib.metrics --train-classifier``: train the digits classifier and save it to --out."""
+    return classifier_command(argv, "metrics", "digits classifier behind the sample-quality metrics",
+                              train_classifier, CLASSIFIER_ASSET, TRAIN_COMMAND)
 
 
 if __name__ == "__main__":

@@ -21,18 +21,15 @@ The classifier ships as ``assets/sprites_classifier.pt``, made by ``python -m co
 """
 from __future__ import annotations
 
-import argparse
 import math
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._io import write_atomically
 from ._validate import require_float_tensor
-from .metrics import (accuracy, class_histogram, confident_fraction, entropy, kernel_distance,
+from .metrics import (accuracy, class_histogram, classifier_command, confident_fraction, entropy, kernel_distance,
                       nearest_neighbour_distances, train_with_outlier_exposure)
 from .sprites import FAMILIES, POOL, SIZE, load_sprites, make_sprites
 
@@ -203,22 +200,8 @@ def report(samples: torch.Tensor) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m course_lib.sprite_metrics --train-classifier``: train the classifier and save it."""
-    parser = argparse.ArgumentParser(prog="python -m course_lib.sprite_metrics",
-                                     description="The sprite-family classifier behind the sprite metrics.")
-    parser.add_argument("--train-classifier", action="store_true", help="train it (seeded) and save it to --out")
-    parser.add_argument("--seed", type=int, default=0, help="default: %(default)s")
-    parser.add_argument("--out", type=Path, default=CLASSIFIER_ASSET, help="default: %(default)s")
-    args = parser.parse_args(argv)
-    if not args.train_classifier:
-        parser.print_help()
-        return 0
-    start = time.perf_counter()
-    model, accuracy = train_classifier(seed=args.seed)
-    payload = {"state_dict": model.state_dict(), "test_accuracy": accuracy, "seed": args.seed,
-               "command": TRAIN_COMMAND, "torch_version": str(torch.__version__)}
-    write_atomically(args.out, lambda temporary: torch.save(payload, temporary))
-    print(f"wrote {args.out}: test accuracy {accuracy:.3f}, {time.perf_counter() - start:.0f} s")
-    return 0
+    return classifier_command(argv, "sprite_metrics", "sprite-family classifier behind the sprite metrics",
+                              train_classifier, CLASSIFIER_ASSET, TRAIN_COMMAND)
 
 
 if __name__ == "__main__":
