@@ -130,3 +130,21 @@ def test_cli_latent_errors(tmp_path, capsys):
     assert main(["train", "--dataset", "digits", "--latent", str(tmp_path / "ae.pt"), "--steps", "1",
                  "--out", str(tmp_path / "x.pt")]) == 2
     assert "3-channel pictures" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("parameterization", ["v", "x0"])
+def test_diffusion_sprites_reads_the_checkpoints_parameterization(parameterization):
+    from course_lib import compare
+    from course_lib.config import TrainConfig, UNetConfig
+    from course_lib.sampling import sample
+    from course_lib.unet import UNet
+    from dataclasses import asdict
+    config = TrainConfig(unet=UNetConfig(in_channels=3, base_channels=8), parameterization=parameterization, steps=1)
+    torch.manual_seed(0)
+    model, schedule = UNet(**asdict(config.unet)).eval(), config.make_schedule()
+    info = {"config": config, "dataset": {"image_shape": [3, 8, 8]}, "latent": None}
+    images, _ = compare.diffusion_sprites(model, schedule, info, 2, steps=3, seed=0)
+    expected = {p: sample(model, schedule, (2, 3, 8, 8), sampler="ddim", steps=3, seed=0, clip_x0=True,
+                          progress=False, parameterization=p).images.clamp(-1, 1) for p in (parameterization, "eps")}
+    torch.testing.assert_close(images, expected[parameterization])
+    assert not torch.allclose(images, expected["eps"])
