@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from course_lib import compare, gan, sprite_metrics, training
+from course_lib import checkpoints, compare, gan, sprite_metrics, training
 from course_lib.config import TrainConfig, UNetConfig
 from course_lib.schedules import NoiseSchedule
 from course_lib._io import write_atomically
@@ -65,7 +65,7 @@ def shipped(n: int) -> dict:
             row.update(network_passes=1, train_steps=payload["step"], train_seconds=payload["seconds"],
                        memory_per_image=per_image_memory(name, generator, None))
         else:
-            model, schedule, info = training.load_checkpoint(path)
+            model, schedule, info = checkpoints.load_checkpoint(path)
             images, seconds = compare.diffusion_sprites(model, schedule, info, n, steps=50)
             row = sprite_metrics.evaluate_sprites(images)
             guided, _ = compare.diffusion_sprites(model, schedule, info, n, steps=50, labels=labels, guidance=2.0)

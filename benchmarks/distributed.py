@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from course_lib.training import read_checkpoint
+from course_lib.checkpoints import read_checkpoint
 
 
 def train_run(launcher: list[str], out: Path, options: list[str]) -> dict:

@@ -28,7 +28,7 @@ from course_lib.forward import model_eps
 from course_lib.sampler_error import ORDERS, SAMPLERS, TABLE_ASSET, error_vs_nfe, fitted_slopes
 from course_lib.sampling import run_reverse
 from course_lib.toy import GaussianMixture, digits_mixture
-from course_lib.training import DIFFUSION_ASSET, load_checkpoint
+from course_lib.checkpoints import DIFFUSION_ASSET, load_checkpoint
 
 SLOPE_TOLERANCE = 0.35
 ODE_SOLVERS = ("ddim", "euler_ode", "heun_ode")    # deterministic: their slopes are the orders notebook 07 states

@@ -27,7 +27,7 @@ import torch
 from course_lib import metrics
 from course_lib.__main__ import main as course_main
 from course_lib.sampling import sample
-from course_lib.training import load_checkpoint
+from course_lib.checkpoints import load_checkpoint
 
 CONFIGURATIONS = {
     "new default": [],

@@ -17,7 +17,7 @@ import torch
 from course_lib import metrics
 from course_lib.guidance import cfg_model
 from course_lib.sampling import sample
-from course_lib.training import DIFFUSION_ASSET, load_checkpoint
+from course_lib.checkpoints import DIFFUSION_ASSET, load_checkpoint
 
 COLUMNS = ("confident_fraction", "class_entropy", "kid", "kid_se", "frechet_distance", "nn_distance_mean",
            "nn_distance_min")

@@ -23,6 +23,7 @@ PUBLIC = {
     "config": ("UNetConfig", "TrainConfig", "unet_layout"),
     "devices": ("pick_device", "default_precision", "autocast", "grad_scaler"),
     "distributed": ("process_group", "rank", "world_size", "is_main", "share", "ShardSampler"),
+    # load_checkpoint is checkpoints.py's; training imports it, and the notebooks call it training.load_checkpoint
     "training": ("diffusion_loss", "loss_target", "drop_labels", "EMA", "train", "load_checkpoint", "smooth"),
     "sampling": ("run_reverse", "SampleResult", "Trajectory", "ddpm_step", "sample"),
     "ddim": ("ddim_timesteps", "ddim_plan", "ddim_sigma", "ddim_step", "ddim_step_fn", "ddim_invert_step",

@@ -323,7 +323,7 @@ def sample_command(args: argparse.Namespace) -> int:
     from . import limits
     from .devices import pick_device
     from .sampling import sample
-    from .training import load_checkpoint
+    from .checkpoints import load_checkpoint
     from .viz import image_grid
 
     try:  # everything is checked before sampling starts

@@ -36,7 +36,7 @@ from course_lib import __main__ as cli_main
 from course_lib import data, ddim, procedural
 from course_lib._io import write_atomically
 from course_lib.autoencoder import ASSET as AUTOENCODER_ASSET
-from course_lib.training import DIFFUSION_ASSET, load_checkpoint, read_checkpoint
+from course_lib.checkpoints import DIFFUSION_ASSET, load_checkpoint, read_checkpoint
 
 MEMORY_CAP = 4 * 2**30        # bytes of address space for a child (torch alone maps ~0.6 GB)
 TIME_LIMIT = 120              # seconds before a child is killed (a runaway row; each takes well under a second)

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from course_lib import compare, gan, sprite_metrics, training
+from course_lib import checkpoints, compare, gan, sprite_metrics
 from course_lib.autoencoder import ASSET as AE_ASSET
 from course_lib.sprites import FAMILIES
 
@@ -18,13 +18,13 @@ def test_assets_are_small_and_record_their_commands():
     assert max(sizes) < 3.5e6 and sum(sizes) < 8e6
     for name in DIFFUSION:
         path, command = compare.SHIPPED[name]
-        assert training.load_checkpoint(path)[2]["command"] == command
+        assert checkpoints.load_checkpoint(path)[2]["command"] == command
     assert gan.load_gan()[1]["command"] == compare.SHIPPED["GAN"][1]
 
 
 @functools.lru_cache(maxsize=None)       # both tests of a model judge the same samples
 def _guided_metrics(name: str):
-    model, schedule, info = training.load_checkpoint(compare.SHIPPED[name][0])
+    model, schedule, info = checkpoints.load_checkpoint(compare.SHIPPED[name][0])
     labels = torch.arange(24) % len(FAMILIES)
     images, _ = compare.diffusion_sprites(model, schedule, info, len(labels), steps=20, labels=labels, guidance=2.0)
     return sprite_metrics.evaluate_sprites(images), sprite_metrics.real_floor(len(labels))
@@ -44,7 +44,7 @@ def test_latent_model_samples_are_as_symmetric_as_real_sprites():
 
 
 def test_latent_checkpoint_carries_its_autoencoder():
-    _, _, info = training.load_checkpoint(compare.SHIPPED["latent diffusion"][0])
+    _, _, info = checkpoints.load_checkpoint(compare.SHIPPED["latent diffusion"][0])
     assert info["dataset"]["image_shape"] == [4, 8, 8] and info["latent"]["scale"] > 0
 
 

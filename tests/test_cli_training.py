@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from course_lib.__main__ import main
-from course_lib.training import load_checkpoint, read_checkpoint
+from course_lib.checkpoints import load_checkpoint, read_checkpoint
 
 TINY = ["--base-channels", "16", "--channel-mults", "1", "--T", "20", "--batch-size", "16", "--seed", "0"]
 

@@ -19,11 +19,12 @@ import torch
 from PIL import Image
 
 from course_lib import data, devices, distributed
+from course_lib.checkpoints import read_checkpoint
 from course_lib.__main__ import main
 from course_lib.config import TrainConfig, UNetConfig, unet_layout
 from course_lib.data import ImageDataset, iterate_batches, load_digits
 from course_lib.flows import flow_loss
-from course_lib.training import EMA, diffusion_loss, drop_labels, read_checkpoint, train
+from course_lib.training import EMA, diffusion_loss, drop_labels, train
 from course_lib.unet import UNet
 
 TINY = ["--dataset", "digits", "--conditional", "--base-channels", "8", "--T", "50", "--batch-size", "16",

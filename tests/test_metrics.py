@@ -121,7 +121,7 @@ def test_kid_of_two_disjoint_real_subsets_is_zero_within_its_standard_error(clas
 
 def test_real_digits_beat_noise_blur_and_model_samples_on_kid(classifier):
     from course_lib.sampling import sample
-    from course_lib.training import load_checkpoint
+    from course_lib.checkpoints import load_checkpoint
 
     test = load_digits("test").images[:200]
     real = metrics.real_data_reference(200)

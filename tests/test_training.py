@@ -3,11 +3,12 @@ import pytest
 import torch
 
 from course_lib import training
+from course_lib.checkpoints import load_checkpoint
 from course_lib.config import TrainConfig, UNetConfig
 from course_lib.data import ImageDataset, load_digits
 from course_lib.forward import q_sample, v_from_x0_eps
 from course_lib.schedules import NoiseSchedule
-from course_lib.training import EMA, diffusion_loss, drop_labels, load_checkpoint, train
+from course_lib.training import EMA, diffusion_loss, drop_labels, train
 
 TINY = UNetConfig(in_channels=1, base_channels=16, channel_mults=(1,), attention=False, num_classes=10)
 SCHEDULE = NoiseSchedule.linear(50)
