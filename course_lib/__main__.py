@@ -1,12 +1,15 @@
-"""Command line: ``python -m course_lib <command> --help`` (the commands themselves are in cli.py)."""
+"""Command line: ``python -m course_lib <command> --help`` (the commands themselves are in cli_notebooks.py,
+cli_procedural.py, cli_train.py and cli_sample.py; what they share in cli.py)."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
-from .cli import (DATASET_HELP, DEFAULT_DDIM_STEPS, READABLE_PIXELS, TRAIN_OPTIONS, build_notebooks,
-                  procedural_demo, sample_command, train_command)
+from .cli_notebooks import build_notebooks
+from .cli_procedural import procedural_demo
+from .cli_sample import DEFAULT_DDIM_STEPS, READABLE_PIXELS, sample_command
+from .cli_train import DATASET_HELP, TRAIN_OPTIONS, train_command
 from .devices import DEVICES, PRECISIONS
 from .limits import NO_LIMITS
 
