@@ -17,7 +17,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from course_lib import metrics
+from course_lib import classifiers, metrics
 from course_lib.data import load_digits
 
 N = 359  # the whole digits test split
@@ -43,9 +43,9 @@ def candidates(seed: int = 0) -> dict:
 
 def main() -> int:
     start = time.perf_counter()
-    classifier = metrics.load_classifier()
-    test_accuracy = metrics.accuracy(classifier, load_digits("test"))
-    print(f"digits classifier ({metrics.CLASSIFIER_ASSET.name}): test accuracy {test_accuracy:.4f} on {N} test digits\n")
+    classifier = classifiers.load_classifier()
+    test_accuracy = classifiers.accuracy(classifier, load_digits("test"))
+    print(f"digits classifier ({classifiers.CLASSIFIER_ASSET.name}): test accuracy {test_accuracy:.4f} on {N} test digits\n")
     header = (f"{'images':34s} {'n':>4s} {'confident':>9s} {'entropy':>8s} {'KID':>8s}   {'SE':>5s} {'FD':>9s} "
               f"{'NN mean':>8s} {'NN min':>7s}")
     print(header)

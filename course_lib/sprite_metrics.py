@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._validate import require_float_tensor
-from .metrics import (accuracy, class_histogram, classifier_command, confident_fraction, entropy, kernel_distance,
-                      nearest_neighbour_distances, train_with_outlier_exposure)
+from .classifiers import accuracy, classifier_command, train_with_outlier_exposure
+from .metrics import class_histogram, confident_fraction, entropy, kernel_distance, nearest_neighbour_distances
 from .sprites import FAMILIES, POOL, SIZE, load_sprites, make_sprites
 
 CLASSIFIER_ASSET = Path(__file__).resolve().parent / "assets" / "sprites_classifier.pt"
@@ -80,7 +80,7 @@ def non_sprites(sprites: torch.Tensor, generator: torch.Generator) -> torch.Tens
 
 
 def train_classifier(seed: int = 0, epochs: int = 6, batch_size: int = 64, lr: float = 2e-3):
-    """Train a SpriteClassifier on the sprite train split (``metrics.train_with_outlier_exposure`` with
+    """Train a SpriteClassifier on the sprite train split (``classifiers.train_with_outlier_exposure`` with
     ``non_sprites``); returns (model in eval mode, test accuracy)."""
     torch.manual_seed(seed)
     model = train_with_outlier_exposure(SpriteClassifier(), load_sprites("train"), non_sprites, seed, epochs,

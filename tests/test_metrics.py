@@ -6,14 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_lib import metrics
+from course_lib import classifiers, metrics
 from course_lib.data import load_digits
 
 
 @pytest.fixture(scope="module")
 def classifier():
-    assert metrics.CLASSIFIER_ASSET.is_file(), f"the classifier asset is missing; run `{metrics.TRAIN_COMMAND}`"
-    return metrics.load_classifier(train_if_missing=False)
+    assert classifiers.CLASSIFIER_ASSET.is_file(), f"the classifier asset is missing; run `{classifiers.TRAIN_COMMAND}`"
+    return classifiers.load_classifier(train_if_missing=False)
 
 
 def noise(n, seed=0):
@@ -21,16 +21,16 @@ def noise(n, seed=0):
 
 
 def test_shipped_classifier_is_accurate_and_small(classifier):
-    assert metrics.accuracy(classifier, load_digits("test")) >= 0.9
-    assert metrics.CLASSIFIER_ASSET.stat().st_size < 400 * 1024
-    stored = torch.load(metrics.CLASSIFIER_ASSET, weights_only=True)
-    assert stored["command"] == metrics.TRAIN_COMMAND and stored["test_accuracy"] >= 0.9
+    assert classifiers.accuracy(classifier, load_digits("test")) >= 0.9
+    assert classifiers.CLASSIFIER_ASSET.stat().st_size < 400 * 1024
+    stored = torch.load(classifiers.CLASSIFIER_ASSET, weights_only=True)
+    assert stored["command"] == classifiers.TRAIN_COMMAND and stored["test_accuracy"] >= 0.9
 
 
 def test_training_is_deterministic_for_a_seed():
-    first, _ = metrics.train_classifier(seed=5, epochs=1)
-    again, _ = metrics.train_classifier(seed=5, epochs=1)
-    other, _ = metrics.train_classifier(seed=6, epochs=1)
+    first, _ = classifiers.train_classifier(seed=5, epochs=1)
+    again, _ = classifiers.train_classifier(seed=5, epochs=1)
+    other, _ = classifiers.train_classifier(seed=6, epochs=1)
     pairs = list(zip(first.state_dict().values(), again.state_dict().values(), other.state_dict().values()))
     assert all(torch.equal(a, b) for a, b, _ in pairs)
     assert not all(torch.equal(a, c) for a, _, c in pairs)
@@ -39,10 +39,10 @@ def test_training_is_deterministic_for_a_seed():
 def test_missing_asset_is_trained_and_cached(tmp_path):
     path = tmp_path / "classifier.pt"
     with pytest.raises(FileNotFoundError, match="--train-classifier"):
-        metrics.load_classifier(path, train_if_missing=False)
-    model = metrics.load_classifier(path)
-    assert path.is_file() and metrics.accuracy(model, load_digits("test")) >= 0.9
-    assert metrics.load_classifier(path) is model
+        classifiers.load_classifier(path, train_if_missing=False)
+    model = classifiers.load_classifier(path)
+    assert path.is_file() and classifiers.accuracy(model, load_digits("test")) >= 0.9
+    assert classifiers.load_classifier(path) is model
 
 
 # ---------------------------------------------------------------- formulas
