@@ -82,14 +82,16 @@ def shipped(n: int) -> dict:
 
 def stability(seconds: float, seeds: list[int], n: int) -> dict:
     data = load_sprites("train")
+    # the shipped pixel model's settings (compare.SHIPPED["pixel diffusion"])
     pixel_unet = UNetConfig(in_channels=3, base_channels=16, channel_mults=(1, 2, 2), num_classes=len(FAMILIES))
     out = {"pixel diffusion": {"losses": [], "kid": [], "confident_fraction": []},
            "GAN": {"losses": [], "kid": [], "confident_fraction": []}}
     for seed in seeds:
-        config = TrainConfig(unet=pixel_unet, max_seconds=seconds, batch_size=32, lr=2e-3, seed=seed)
+        config = TrainConfig(unet=pixel_unet, max_seconds=seconds, batch_size=32, lr=2e-3, parameterization="v",
+                             seed=seed)
         result = training.train(config, data, progress=False)
         model = result.ema.copy_to(result.model).eval()
-        info = {"dataset": {"image_shape": [3, 32, 32]}}
+        info = {"config": config, "dataset": {"image_shape": [3, 32, 32]}}
         images, _ = compare.diffusion_sprites(model, config.make_schedule(), info, n, steps=25, seed=seed)
         gan_run = gan.train_gan(data, max_seconds=seconds, seed=seed, progress=False)
         gan_images, _ = compare.gan_sprites(gan_run.generator, n, seed=seed)

@@ -31,7 +31,7 @@ from .data import ImageDataset, iterate_batches
 
 FORMAT = "diffusion-course gan v1"
 ASSET = Path(__file__).resolve().parent / "assets" / "sprites_gan.pt"
-ASSET_COMMAND = ("python -m course_lib.gan --dataset sprites --max-seconds 600 --seed 0 "
+ASSET_COMMAND = ("python -m course_lib.gan --dataset sprites --max-seconds 1200 --seed 0 "
                  "--out course_lib/assets/sprites_gan.pt")
 
 

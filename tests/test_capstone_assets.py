@@ -30,16 +30,24 @@ def _guided_metrics(name: str):
     return sprite_metrics.evaluate_sprites(images), sprite_metrics.real_floor(len(labels))
 
 
-# The pixel model is measured by benchmarks/capstone.py only: sampling it at 32x32 takes too long for a unit test.
-def test_latent_model_samples_are_labelled_confidently_like_real_sprites():
-    ours, real = _guided_metrics("latent diffusion")
+@pytest.mark.parametrize("name", DIFFUSION)
+def test_model_samples_are_labelled_confidently_like_real_sprites(name):
+    ours, real = _guided_metrics(name)
     assert ours["confident_fraction"] >= 0.8 * real["confident_fraction"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10's bar (symmetry error within 2x of real sprites') is not met by "
-                                       "the ten-minute CPU models: latent ~5x, pixel ~20x (benchmarks/capstone.py)")
+# Issue 10's bar: a symmetry error within 2x of real sprites'. Measured (guided w = 2, seeded): the latent model
+# 1.94x here (24 samples, 20 DDIM steps), 1.94-2.04x over 24-600 samples and 20 or 50 steps, so it sits on the
+# bar; the pixel model 3.5x after its twenty minutes (8,995 steps).
 def test_latent_model_samples_are_as_symmetric_as_real_sprites():
     ours, real = _guided_metrics("latent diffusion")
+    assert ours["symmetry_error"] <= 2 * real["symmetry_error"]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10's bar (symmetry error within 2x of real sprites') is not met by the "
+                                       "twenty-minute pixel model: 3.5x (benchmarks/capstone.py)")
+def test_pixel_model_samples_are_as_symmetric_as_real_sprites():
+    ours, real = _guided_metrics("pixel diffusion")
     assert ours["symmetry_error"] <= 2 * real["symmetry_error"]
 
 
