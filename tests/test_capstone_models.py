@@ -1,11 +1,16 @@
-"""The autoencoder of latent diffusion, the DCGAN, and the CLI's sprites / --latent paths."""
+"""The autoencoder of latent diffusion, the DCGAN, the CLI's sprites / --latent paths, and how compare samples a checkpoint."""
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 import torch
 
-from course_lib import autoencoder, gan
+from course_lib import autoencoder, compare, gan
 from course_lib.__main__ import main
+from course_lib.config import TrainConfig, UNetConfig
 from course_lib.data import ImageDataset
+from course_lib.sampling import sample
+from course_lib.unet import UNet
 
 
 def _tiny_sprites(n=8):
@@ -134,11 +139,6 @@ def test_cli_latent_errors(tmp_path, capsys):
 
 @pytest.mark.parametrize("parameterization", ["v", "x0"])
 def test_diffusion_sprites_reads_the_checkpoints_parameterization(parameterization):
-    from course_lib import compare
-    from course_lib.config import TrainConfig, UNetConfig
-    from course_lib.sampling import sample
-    from course_lib.unet import UNet
-    from dataclasses import asdict
     config = TrainConfig(unet=UNetConfig(in_channels=3, base_channels=8), parameterization=parameterization, steps=1)
     torch.manual_seed(0)
     model, schedule = UNet(**asdict(config.unet)).eval(), config.make_schedule()
