@@ -5,9 +5,9 @@ arguments and calls one. Each command checks what it was given before starting (
 by the configs), prints errors as one line on stderr and returns the exit status: 0 done, 1 runtime failure,
 2 usage error.
 
-    _usage_error                 a library error as one line on stderr, its setting spelled as the option; exit 2
-    _require_writable_directory  an output path refused before any work: a folder, or nowhere writable
-    _png_bytes                   an image (H, W, C) in [0, 1] as PNG bytes, to be written atomically
+    usage_error                 a library error as one line on stderr, its setting spelled as the option; exit 2
+    require_writable_directory  an output path refused before any work: a folder, or nowhere writable
+    png_bytes                   an image (H, W, C) in [0, 1] as PNG bytes, to be written atomically
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 
-def _usage_error(error: Exception, flags: dict) -> int:
+def usage_error(error: Exception, flags: dict) -> int:
     """Print ``error`` as one line on stderr, a leading library name (grad_clip) spelled as its option
     (--grad-clip); return 2, the exit status of a usage error."""
     name, _, rest = str(error).partition(" ")
@@ -25,7 +25,7 @@ def _usage_error(error: Exception, flags: dict) -> int:
     return 2
 
 
-def _require_writable_directory(option: str, path: Path) -> None:
+def require_writable_directory(option: str, path: Path) -> None:
     """ValueError naming ``option`` unless ``path`` is not a folder and its folder exists (or can be made) and is
     writable."""
     if path.is_dir():
@@ -37,7 +37,8 @@ def _require_writable_directory(option: str, path: Path) -> None:
         raise ValueError(f"{option}: cannot write {path}: {folder} is not a writable directory")
 
 
-def _png_bytes(image) -> bytes:
+def png_bytes(image) -> bytes:
+    """An image (H, W, C) in [0, 1] as the bytes of a PNG file (grey for C = 1), for an atomic write."""
     from PIL import Image
 
     from .procedural import to_uint8

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import _require_writable_directory
+from .cli import require_writable_directory
 
 
 def build_notebooks(args: argparse.Namespace) -> int:
@@ -19,7 +19,7 @@ def build_notebooks(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        _require_writable_directory("--notebooks", args.notebooks / "notebook.ipynb")
+        require_writable_directory("--notebooks", args.notebooks / "notebook.ipynb")
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

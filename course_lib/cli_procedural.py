@@ -9,7 +9,7 @@ import csv
 import io
 import sys
 
-from .cli import _png_bytes, _require_writable_directory, _usage_error
+from .cli import png_bytes, require_writable_directory, usage_error
 
 PROCEDURAL_OPTIONS = {"height": "--height", "width": "--width", "channels": "--channels", "T": "--steps",
                       "seed": "--seed", "easing": "--easing"}
@@ -44,7 +44,7 @@ def procedural_demo(args: argparse.Namespace) -> int:
                              f"got {args.channels}")
         if args.out.exists() and not args.out.is_dir():
             raise ValueError(f"--out must be a directory; {args.out} is a file")
-        _require_writable_directory("--out", args.out / "final.png")
+        require_writable_directory("--out", args.out / "final.png")
         if args.limits:
             limits.require_within(
                 limits.procedural_bytes(args.height, args.width, args.channels, args.steps, procedural.STATS_EVERY,
@@ -52,12 +52,12 @@ def procedural_demo(args: argparse.Namespace) -> int:
                 f"--steps {args.steps} at {args.height}x{args.width}x{args.channels} (an image kept every "
                 f"{procedural.SAVE_EVERY} steps)", "lower --steps, --height or --width")
     except (TypeError, ValueError) as error:
-        return _usage_error(error, PROCEDURAL_OPTIONS)
+        return usage_error(error, PROCEDURAL_OPTIONS)
     work = args.height * args.width * args.channels * (args.steps // procedural.STATS_EVERY + 1)
     result = procedural.generate(args.height, args.width, args.channels, args.steps, args.seed, args.easing,
                                  args.noise_schedule, save_steps=True, show_progress=work > LONG_RUN)
-    files = {"final.png": _png_bytes(result.image),
-             "steps.png": _png_bytes(procedural.steps_strip(result.steps)),
+    files = {"final.png": png_bytes(result.image),
+             "steps.png": png_bytes(procedural.steps_strip(result.steps)),
              "stats.csv": _csv_bytes(result.stats, procedural.STAT_KEYS)}
     try:
         write_files_atomically(args.out, files)      # all three or, if anything fails, none

@@ -11,7 +11,7 @@ import io
 import sys
 from pathlib import Path
 
-from .cli import _png_bytes, _require_writable_directory, _usage_error
+from .cli import png_bytes, require_writable_directory, usage_error
 
 DEFAULT_DDIM_STEPS = 50
 SAMPLE_OPTION_FLAGS = {"guidance_scale": "--guidance", "seed": "--seed", "steps": "--steps"}
@@ -77,7 +77,7 @@ def sample_command(args: argparse.Namespace) -> int:
             raise ValueError(f"--n must be >= 1, got {args.n}")
         if not 0 <= args.seed < 2**64:
             raise ValueError(f"--seed must lie in 0..2**64-1 (what torch.Generator takes), got {args.seed}")
-        _require_writable_directory("--out", args.out)
+        require_writable_directory("--out", args.out)
         device = pick_device(args.device)
         model, schedule, info = load_checkpoint(args.checkpoint, map_location=device)
         if args.guidance is not None and args.label is None:
@@ -129,7 +129,7 @@ def sample_command(args: argparse.Namespace) -> int:
                 limits.require_within(limits.TIME_GRID_BYTES_PER_STEP * steps, f"--steps {steps}",
                                       "flow samplers gain nothing past a few hundred steps")
     except (TypeError, ValueError, FileNotFoundError, ImportError) as error:
-        return _usage_error(error, SAMPLE_OPTION_FLAGS)
+        return usage_error(error, SAMPLE_OPTION_FLAGS)
     shape = (count, *image_shape)
     if flow:
         from .flows import sample_flow, velocity_fn
@@ -156,7 +156,7 @@ def sample_command(args: argparse.Namespace) -> int:
         data = buffer.getvalue()
     else:
         scale = args.scale or max(1, READABLE_PIXELS // images.shape[2])
-        data = _png_bytes(image_grid(images * 2 - 1, ncols=None if labels is None else args.n, pad=GRID_SEPARATOR,
+        data = png_bytes(image_grid(images * 2 - 1, ncols=None if labels is None else args.n, pad=GRID_SEPARATOR,
                                      scale=scale, pad_value=0.5))
     try:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ import argparse
 import os
 from dataclasses import replace
 
-from .cli import _require_writable_directory, _usage_error
+from .cli import require_writable_directory, usage_error
 
 # TrainConfig fields the train command sets from its options (type, help); defaults come from TrainConfig.
 TRAIN_OPTIONS = {
@@ -82,7 +82,7 @@ def train_command(args: argparse.Namespace) -> int:
             raise ValueError(f"--export must be a .pt file other than --out, got {args.export}")
         for option, path in (("--out", args.out), ("--export", args.export)):
             if path is not None:
-                _require_writable_directory(option, path)
+                require_writable_directory(option, path)
         # The settings first (within a second, before a dataset is read); channels and classes come from it.
         mults = {} if args.channel_mults is None else {"channel_mults": tuple(args.channel_mults)}
         config = TrainConfig(unet=UNetConfig(base_channels=args.base_channels, **mults), flip=args.flip,
@@ -125,7 +125,7 @@ def train_command(args: argparse.Namespace) -> int:
                                   "lower --batch-size, --image-size, --base-channels or --channel-mults")
         device = pick_device(args.device)
     except (TypeError, ValueError, FileNotFoundError) as error:
-        return _usage_error(error, TRAIN_OPTION_FLAGS)
+        return usage_error(error, TRAIN_OPTION_FLAGS)
     command = "python -m course_lib " + " ".join(args.argv)
     import torch
 
@@ -137,7 +137,7 @@ def train_command(args: argparse.Namespace) -> int:
                            dataset_name=args.dataset, command=command, num_workers=workers, latent=latent,
                            device=device, precision=args.precision or default_precision(device))
     except (TypeError, ValueError) as error:
-        return _usage_error(error, TRAIN_OPTION_FLAGS)
+        return usage_error(error, TRAIN_OPTION_FLAGS)
     if not distributed.is_main():
         return 0
     exported = f" and {args.export}" if args.export else ""
