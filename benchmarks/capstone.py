@@ -8,9 +8,9 @@ n (default 120) unconditional samples each (diffusion: DDIM 50 steps with the nu
 diffusion models, n samples of the six families with classifier-free guidance w = 2. Every metric of
 ``sprite_metrics`` beside fresh real sprites; plus seconds per training step, activation memory per picture
 in a training step, and sampling seconds per picture.
-Part 2 retrains pixel diffusion and the GAN for ``--seconds`` each with every seed in ``--seeds`` and reports the
-spread of the losses and of the sample quality (96 unconditional samples, DDIM 25 steps) between seeds
-(``compare.loss_stability``).
+Part 2 retrains pixel diffusion (with the shipped model's stored settings) and the GAN for ``--seconds`` each with
+every seed in ``--seeds`` and reports the spread of the losses and of the sample quality (96 unconditional samples,
+DDIM 25 steps) between seeds (``compare.loss_stability``).
 The results are also written, with this command, to course_lib/assets/capstone_benchmark.json for notebook 08.
 Targets (issue 10): the diffusion models' guided samples are labelled confidently at >= 0.8 of the real rate,
 and their symmetry error is within 2x the real one.
@@ -19,11 +19,11 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 
 import torch
 
 from course_lib import checkpoints, compare, gan, sprite_metrics, training
-from course_lib.config import TrainConfig, UNetConfig
 from course_lib.schedules import NoiseSchedule
 from course_lib._io import write_atomically
 from course_lib.sprites import FAMILIES, load_sprites
@@ -82,13 +82,11 @@ def shipped(n: int) -> dict:
 
 def stability(seconds: float, seeds: list[int], n: int) -> dict:
     data = load_sprites("train")
-    # the shipped pixel model's settings (compare.SHIPPED["pixel diffusion"])
-    pixel_unet = UNetConfig(in_channels=3, base_channels=16, channel_mults=(1, 2, 2), num_classes=len(FAMILIES))
+    shipped_pixel = checkpoints.read_checkpoint(compare.SHIPPED["pixel diffusion"][0])["config"]   # its settings
     out = {"pixel diffusion": {"losses": [], "kid": [], "confident_fraction": []},
            "GAN": {"losses": [], "kid": [], "confident_fraction": []}}
     for seed in seeds:
-        config = TrainConfig(unet=pixel_unet, max_seconds=seconds, batch_size=32, lr=2e-3, parameterization="v",
-                             seed=seed)
+        config = replace(shipped_pixel, steps=None, max_seconds=seconds, seed=seed)
         result = training.train(config, data, progress=False)
         model = result.ema.copy_to(result.model).eval()
         info = {"config": config, "dataset": {"image_shape": [3, 32, 32]}}
