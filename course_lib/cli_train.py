@@ -33,7 +33,8 @@ TRAIN_OPTIONS = {
 }
 # The library's names for what an option sets, in the messages of the configs and loaders -> the option.
 TRAIN_OPTION_FLAGS = {**{name: "--T" if name == "T" else "--" + name.replace("_", "-") for name in TRAIN_OPTIONS},
-                      "base_channels": "--base-channels", "channel_mults": "--channel-mults", "size": "--image-size"}
+                      "base_channels": "--base-channels", "channel_mults": "--channel-mults", "patch_size": "--patch-size",
+                      "attention_levels": "--attention-levels", "size": "--image-size"}
 
 DATASET_HELP = "digits (built in), sprites (built in, 32x32 colour), mnist:DIR, fashion-mnist:DIR (IDX files already on disk) or folder:DIR (pictures)"
 
@@ -85,7 +86,8 @@ def train_command(args: argparse.Namespace) -> int:
                 require_writable_directory(option, path)
         # The settings first (within a second, before a dataset is read); channels and classes come from it.
         mults = {} if args.channel_mults is None else {"channel_mults": tuple(args.channel_mults)}
-        config = TrainConfig(unet=UNetConfig(base_channels=args.base_channels, **mults), flip=args.flip,
+        config = TrainConfig(unet=UNetConfig(base_channels=args.base_channels, patch_size=args.patch_size, **mults),
+                             flip=args.flip,
                              **{name: getattr(args, name) for name in TRAIN_OPTIONS})
         if args.limits:
             limits.require_within(limits.SCHEDULE_TABLE_BYTES * args.T, f"--T {args.T} (the noise schedule's tables)",
@@ -109,8 +111,13 @@ def train_command(args: argparse.Namespace) -> int:
                                  f"(set --image-size)")
             dataset = autoencoder.latent_dataset(ae, scale, dataset)
             latent = autoencoder.payload_of(ae, scale)
-        layout = (unet_layout(dataset.image_shape[-1]) if args.channel_mults is None
-                  else {"channel_mults": tuple(args.channel_mults)})
+        if config.unet.patch_size > min(dataset.image_shape[1:]):
+            raise ValueError(f"--patch-size must be at most the picture size ({min(dataset.image_shape[1:])} px for "
+                             f"dataset {args.dataset!r}), got {config.unet.patch_size}")
+        layout = (unet_layout(dataset.image_shape[-1] // config.unet.patch_size) if args.channel_mults is None
+                  else {"channel_mults": tuple(args.channel_mults), "attention_levels": ()})
+        if args.attention_levels is not None:
+            layout["attention_levels"] = tuple(args.attention_levels)
         config = replace(config, unet=replace(config.unet, in_channels=dataset.image_shape[0], **layout,
                                               num_classes=len(dataset.class_names) if args.conditional else None))
         if len(dataset) < config.batch_size:
@@ -122,7 +129,8 @@ def train_command(args: argparse.Namespace) -> int:
                                   f"training a U-Net of --base-channels {args.base_channels} --channel-mults "
                                   f"{' '.join(map(str, config.unet.channel_mults))} on batches of --batch-size "
                                   f"{args.batch_size} pictures of {shape}",
-                                  "lower --batch-size, --image-size, --base-channels or --channel-mults")
+                                  "lower --batch-size, --image-size, --base-channels or --channel-mults (or raise "
+                                  "--patch-size)")
         device = pick_device(args.device)
     except (TypeError, ValueError, FileNotFoundError) as error:
         return usage_error(error, TRAIN_OPTION_FLAGS)

@@ -38,6 +38,7 @@ class UNetConfig:
     skip_connections: bool = True
     time_conditioning: bool = True
     attention_levels: tuple[int, ...] = ()
+    patch_size: int = 1
 
     def __post_init__(self):
         check.require_int(self.in_channels, "in_channels", minimum=1)
@@ -64,6 +65,7 @@ class UNetConfig:
             raise ValueError(f"attention_levels must be a sequence of level numbers in 0..{len(mults) - 1}, "
                              f"got {levels!r}")
         object.__setattr__(self, "attention_levels", tuple(levels))
+        check.require_int(self.patch_size, "patch_size", minimum=1)
 
 
 def unet_layout(image_size: int) -> dict:

@@ -58,11 +58,12 @@ def require_within(estimate: float, what: str, fix: str, limit: float | None = N
 
 def unet_sizes(unet, height: int, width: int) -> tuple[int, int]:
     """(floats in the U-Net's feature maps over all levels, entries of its attention matrices) for one H x W image,
-    with the padding to a multiple of 2^(levels - 1) that ``unet.UNet`` applies: the bottleneck's attention, and
-    at each of ``attention_levels`` one after every residual block of both paths."""
+    with the padding to a multiple of patch_size 2^(levels - 1) that ``unet.UNet`` applies and its patches folded
+    into channels: the bottleneck's attention, and at each of ``attention_levels`` one after every residual block
+    of both paths."""
     levels = len(unet.channel_mults)
-    multiple = 2 ** (levels - 1)
-    height, width = -(-height // multiple) * multiple, -(-width // multiple) * multiple
+    multiple = unet.patch_size * 2 ** (levels - 1)
+    height, width = (-(-side // multiple) * multiple // unet.patch_size for side in (height, width))
     features = sum(unet.base_channels * mult * (height >> level) * (width >> level)
                    for level, mult in enumerate(unet.channel_mults))
     positions = [(height >> level) * (width >> level) for level in range(levels)]

@@ -8,7 +8,7 @@
 Conventions: images (B, C, H, W) float; timesteps t int64 (B,) 0-based (t in {0, ..., T-1}); class
 labels y int64 (B,) in {0, ..., num_classes - 1}, or the null class ``num_classes`` meaning "no label"
 (classifier-free guidance trains with some labels replaced by it; ``y=None`` means all null).
-Sizes that are not a multiple of 2^(levels - 1), such as 28 px with four levels, are padded by
+Sizes that are not a multiple of patch_size * 2^(levels - 1), such as 28 px with four levels, are padded by
 edge replication on entry and cropped back on exit.
 """
 from __future__ import annotations
@@ -32,15 +32,16 @@ def count_parameters(*modules: nn.Module | None) -> int:
 class UNet(nn.Module):
     """eps_theta(x, t, y): (B, in_channels, H, W) -> (B, out_channels, H, W), any H, W >= 1.
 
-    Level l works at resolution H / 2^l with base_channels * channel_mults[l] channels:
-        conv_in                                  in_channels -> base_channels
+    Level l works at resolution H / (patch_size 2^l) with base_channels * channel_mults[l] channels:
+        (patch_size p > 1: space-to-depth, each p x p patch of pixels becomes p^2 channels of one position)
+        conv_in                                  in_channels p^2 -> base_channels
         down level l: num_res_blocks ResidualBlocks, keep the result as skip l, then a stride-2 conv
                       (not after the last level)
         (levels in attention_levels: an AttentionBlock after each of their ResidualBlocks, on both paths)
         bottleneck    ResidualBlock, AttentionBlock (if attention), ResidualBlock, at the lowest resolution
         up level l (from the lowest): upsample and a 3x3 conv (not at the lowest level), concatenate
                       skip l, num_res_blocks ResidualBlocks
-        output        GroupNorm, SiLU, 3x3 conv -> out_channels
+        output        GroupNorm, SiLU, 3x3 conv -> out_channels p^2 (p > 1: depth-to-space back to H x W)
     The time embedding (plus the class embedding, when num_classes is set) reaches every ResidualBlock.
 
     Args:
@@ -57,28 +58,33 @@ class UNet(nn.Module):
             path sees only the bottleneck; without time the blocks get no timestep information.
         attention_levels: levels (0-based) with self-attention too, e.g. those at 16x16 and 8x8 for
             32-64 px pictures (``config.unet_layout``); attention costs (H W)^2, so never at full resolution.
+        patch_size: the side p of the pixel patches folded into channels on entry (``F.pixel_unshuffle``) and
+            unfolded on exit (``F.pixel_shuffle``, Shi et al. 2016). Exact and invertible, it lets the network
+            work at H / p from its first level: about p^2 times less compute per picture for the same widths.
+            Every pixel is still predicted (p^2 outputs per position); the net just sees no finer grid than p.
     """
 
     def __init__(self, in_channels: int = 1, out_channels: int | None = None, base_channels: int = 32,
                  channel_mults: tuple[int, ...] = (1, 2), num_res_blocks: int = 1, attention: bool = True,
                  num_classes: int | None = None, time_embed_dim: int | None = None, dropout: float = 0.0,
                  skip_connections: bool = True, time_conditioning: bool = True,
-                 attention_levels: tuple[int, ...] = ()):
+                 attention_levels: tuple[int, ...] = (), patch_size: int = 1):
         super().__init__()
         UNetConfig(in_channels, out_channels, base_channels, tuple(channel_mults) if isinstance(channel_mults, list)
                    else channel_mults, num_res_blocks, attention, num_classes, time_embed_dim, dropout,
-                   skip_connections, time_conditioning, tuple(attention_levels))       # checks the arguments
+                   skip_connections, time_conditioning, tuple(attention_levels), patch_size)   # checks the arguments
         self.in_channels = in_channels
         self.out_channels = out_channels or in_channels
         self.num_classes = num_classes
         self.levels = len(channel_mults)
         self.skip_connections = skip_connections
+        self.patch_size = patch_size
         time_dim = time_embed_dim or 4 * base_channels
         self.time_dim = time_dim
 
         self.time_embed = TimeEmbedding(base_channels, time_dim) if time_conditioning else None
         self.class_embed = nn.Embedding(num_classes + 1, time_dim) if num_classes is not None else None
-        self.conv_in = nn.Conv2d(in_channels, base_channels, 3, padding=1)
+        self.conv_in = nn.Conv2d(in_channels * patch_size ** 2, base_channels, 3, padding=1)
 
         widths = [base_channels * m for m in channel_mults]
         self.down_blocks, self.downsamples = nn.ModuleList(), nn.ModuleList()
@@ -111,7 +117,7 @@ class UNet(nn.Module):
             self.up_blocks.append(nn.ModuleList(blocks))
 
         self.norm_out = group_norm(base_channels)
-        self.conv_out = nn.Conv2d(base_channels, self.out_channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(base_channels, self.out_channels * patch_size ** 2, 3, padding=1)
 
     # ------------------------------------------------------------ inputs
     def _check_inputs(self, x, t, y) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -157,11 +163,11 @@ class UNet(nn.Module):
         t, y = self._check_inputs(x, t, y)
         emb = self.embed(t, y, x)
         height, width = x.shape[-2:]
-        multiple = 2 ** (self.levels - 1)
+        multiple = self.patch_size * 2 ** (self.levels - 1)
         pad_h, pad_w = -height % multiple, -width % multiple
         h = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), mode="replicate")
 
-        h = self.conv_in(h)
+        h = self.conv_in(F.pixel_unshuffle(h, self.patch_size))
         skips = []
         for level, blocks in enumerate(self.down_blocks):
             h = _run_level(blocks, self.down_attention[level], h, emb)
@@ -180,7 +186,7 @@ class UNet(nn.Module):
                 h = upsample_and_concat(h, skips[level], self.up_convs[level])
             h = _run_level(self.up_blocks[level], self.up_attention[level], h, emb)
 
-        h = self.conv_out(F.silu(self.norm_out(h)))
+        h = F.pixel_shuffle(self.conv_out(F.silu(self.norm_out(h))), self.patch_size)
         return h[:, :, pad_h // 2: pad_h // 2 + height, pad_w // 2: pad_w // 2 + width]
 
     # ------------------------------------------------------------ inspection

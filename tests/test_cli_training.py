@@ -112,6 +112,8 @@ def test_guidance_zero_is_unconditional_and_one_is_conditional(tmp_path, checkpo
     (["train", "--steps", 0], "steps must be >= 1, got 0"),
     (["train", "--steps", 1, "--lr", -1], "lr must be > 0"),
     (["train", "--steps", 1, "--threads", 0], "--threads must lie in 1.."),
+    (["train", "--steps", 1, "--patch-size", 0], "--patch-size must be >= 1, got 0"),
+    (["train", "--steps", 1, "--attention-levels", 1], "--attention-levels must be a sequence of level numbers in 0..0"),
     (["train", "--steps", 1, "--resume"], "no checkpoint"),
     (["sample", "--checkpoint", "missing.pt"], "no checkpoint file at"),
     (["sample", "--checkpoint", "UNCOND", "--label", 1], "unconditional model"),
@@ -156,6 +158,22 @@ def test_train_help_shows_the_config_defaults(capsys):
                         ("--T", TrainConfig.T), ("--batch-size", TrainConfig.batch_size),
                         ("--base-channels", UNetConfig.base_channels), ("--schedule", TrainConfig.schedule)]:
         assert f"{flag}" in text and f"default {value}" in text
+
+
+def test_patch_size_and_attention_levels_are_recorded(tmp_path):
+    """--patch-size reaches the checkpoint's U-Net, whose default layout is chosen for the size it works at;
+    --attention-levels adds attention to the levels given."""
+    out, grid = tmp_path / "patched.pt", tmp_path / "grid.npy"
+    assert run("train", "--dataset", "sprites", "--patch-size", "2", "--steps", 1, "--batch-size", 8, "--T", 20,
+               "--out", out) == 0
+    unet = load_checkpoint(out)[2]["config"].unet
+    assert unet.patch_size == 2 and (unet.channel_mults, unet.attention_levels) == ((1, 2), ())   # 16 px: two levels
+    assert run("sample", "--checkpoint", out, "--n", 2, "--sampler", "ddim", "--steps", 2, "--out", grid) == 0
+    assert np.load(grid).shape == (2, 3, 32, 32)
+    assert run("train", "--dataset", "sprites", "--patch-size", "2", "--channel-mults", 1, 2, 2, "--attention-levels",
+               0, 1, "--steps", 1, "--batch-size", 8, "--T", 20, "--out", out, "--force") == 0
+    unet = load_checkpoint(out)[2]["config"].unet
+    assert (unet.channel_mults, unet.attention_levels) == ((1, 2, 2), (0, 1))
 
 
 def test_flow_objective_trains_and_samples_with_euler_and_heun(tmp_path, capsys):

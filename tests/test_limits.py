@@ -17,6 +17,7 @@ from course_lib.unet import UNet, count_parameters
     (UNetConfig(in_channels=3, base_channels=32, channel_mults=(1, 2, 2, 2)), (3, 64, 64)),
     (UNetConfig(in_channels=1, base_channels=8), (1, 28, 28)),
     (UNetConfig(in_channels=3, base_channels=16, channel_mults=(1, 2, 2), attention_levels=(1, 2)), (3, 32, 32)),
+    (UNetConfig(in_channels=3, base_channels=16, channel_mults=(1, 2, 2), patch_size=2), (3, 30, 30)),
 ])
 def test_training_estimate_is_within_a_factor_of_two_of_what_autograd_keeps(unet, shape):
     torch.manual_seed(0)

@@ -127,6 +127,23 @@ def test_28_pixels_with_four_levels_pads_to_32_and_crops():
     assert shapes["conv_out"] == (1, 1, 32, 32)
 
 
+@pytest.mark.parametrize("size", [32, 30, 7])
+def test_patches_fold_into_channels_and_unfold_at_the_end(size):
+    """patch_size 2: the first level works at half the size on 4 x the channels; every pixel gets an output."""
+    model = small_unet(in_channels=3, patch_size=2)
+    x = torch.randn(1, 3, size, size, requires_grad=True)
+    shapes = dict(unet.trace_shapes(model, x, timesteps(1)))
+    padded = -(-size // 4) * 4                                   # a multiple of patch_size * 2^(levels - 1)
+    assert model.conv_in.in_channels == 12 and shapes["conv_in"] == (1, 8, padded // 2, padded // 2)
+    assert shapes["conv_out"] == (1, 12, padded // 2, padded // 2)
+    out = model(x, timesteps(1))
+    assert out.shape == (1, 3, size, size)
+    out[0, 2, size - 1, size - 1].backward()           # the last pixel's output depends on that pixel
+    assert x.grad[0, 2, size - 1, size - 1] != 0
+    with pytest.raises(ValueError, match="patch_size must be >= 1, got 0"):
+        small_unet(patch_size=0)
+
+
 def test_every_parameter_gets_a_finite_gradient():
     model = small_unet(num_classes=3, num_res_blocks=2, dropout=0.1)
     out = model(torch.randn(4, 1, 8, 8), timesteps(4), torch.tensor([0, 1, 2, 3]))
