@@ -144,7 +144,11 @@ def test_diffusion_sprites_reads_the_checkpoints_parameterization(parameterizati
     model, schedule = UNet(**asdict(config.unet)).eval(), config.make_schedule()
     info = {"config": config, "dataset": {"image_shape": [3, 8, 8]}, "latent": None}
     images, _ = compare.diffusion_sprites(model, schedule, info, 2, steps=3, seed=0)
-    expected = {p: sample(model, schedule, (2, 3, 8, 8), sampler="ddim", steps=3, seed=0, clip_x0=True,
-                          progress=False, parameterization=p).images.clamp(-1, 1) for p in (parameterization, "eps")}
-    torch.testing.assert_close(images, expected[parameterization])
-    assert not torch.allclose(images, expected["eps"])
+    expected = {(p, eta): sample(model, schedule, (2, 3, 8, 8), sampler="ddim", steps=3, eta=eta, seed=0, clip_x0=True,
+                                 progress=False, parameterization=p).images.clamp(-1, 1)
+                for p in (parameterization, "eps") for eta in (0.0, compare.SAMPLING_ETA)}
+    torch.testing.assert_close(images, expected[parameterization, compare.SAMPLING_ETA])
+    assert not torch.allclose(images, expected["eps", compare.SAMPLING_ETA])
+    deterministic, _ = compare.diffusion_sprites(model, schedule, info, 2, steps=3, seed=0, eta=0.0)
+    torch.testing.assert_close(deterministic, expected[parameterization, 0.0])
+    assert not torch.allclose(deterministic, images)
