@@ -5,9 +5,9 @@
 
 Part 1 evaluates the shipped generators (same wall time, ``compare.SECONDS``; commands in ``compare.SHIPPED``):
 n (default 120) unconditional samples each (diffusion: DDIM 50 steps with eta = ``compare.SAMPLING_ETA`` and the
-null label; GAN: one pass) and, for the diffusion models, n samples of the six families with classifier-free guidance w = 2. Every metric of
-``sprite_metrics`` beside fresh real sprites; plus seconds per training step, activation memory per picture
-in a training step, and sampling seconds per picture.
+null label; GAN: one pass) and, for the diffusion models, n samples of the six families with classifier-free
+guidance w = 2. Every metric of ``sprite_metrics`` beside fresh real sprites; plus seconds per training step,
+activation memory per picture in a training step, and sampling seconds per picture.
 Part 2 retrains pixel diffusion (with the shipped model's stored settings) and the GAN for ``--seconds`` each with
 every seed in ``--seeds`` and reports the spread of the losses and of the sample quality (96 unconditional samples,
 DDIM 25 steps, the same eta) between seeds (``compare.loss_stability``).

@@ -43,8 +43,10 @@ PUBLIC = {
     "metrics": ("class_probabilities", "confident_fraction", "evaluate_samples", "real_data_reference"),
     "viz": ("to_display", "show_images", "animate_images", "animate_points"),
     "sprites": ("FAMILIES", "template_codes", "mirrored_mask", "outline_of", "make_sprites", "load_sprites"),
-    "sprite_metrics": ("REPORT_ROWS", "real_floor", "fresh_sprites", "evaluate_sprites", "symmetry_error", "kernel_distance"),
+    "sprite_metrics": ("REPORT_ROWS", "real_floor", "fresh_sprites", "evaluate_sprites", "symmetry_error",
+                       "kernel_distance"),
     "autoencoder": ("load_autoencoder", "latent_scale_factor", "encode_means", "latent_dataset", "decode_latents"),
     "gan": ("load_gan", "discriminator_loss", "generator_loss"),
-    "compare": ("ASSETS", "SHIPPED", "SAMPLING_ETA", "diffusion_sprites", "gan_sprites", "training_memory", "comparison_rows"),
+    "compare": ("ASSETS", "SHIPPED", "SAMPLING_ETA", "diffusion_sprites", "gan_sprites", "training_memory",
+                "comparison_rows"),
 }

@@ -99,15 +99,14 @@ def make_parser() -> argparse.ArgumentParser:
                          help="U-Net width; default %(default)s")
     trainer.add_argument("--channel-mults", type=int, nargs="+",
                          help="one width multiplier per U-Net level (attention then only in the bottleneck, unless "
-                              "--attention-levels); "
-                              "default: chosen by the picture size (divided by --patch-size): 1 2 below 32 px, 1 2 2 at 32 px and 1 2 2 2 "
-                              "at 64 px with attention at 16x16 and 8x8")
+                              "--attention-levels); default: chosen by the picture size divided by --patch-size: "
+                              "1 2 below 32 px, 1 2 2 at 32 px and 1 2 2 2 at 64 px with attention at 16x16 and 8x8")
     trainer.add_argument("--attention-levels", type=int, nargs="*",
                          help="U-Net levels (0 = the first) with self-attention after every residual block, beside "
                               "the bottleneck's; default: chosen with --channel-mults (none when they are given)")
     trainer.add_argument("--patch-size", type=int, default=default(TrainConfig, "unet").patch_size,
                          help="fold each PxP patch of pixels into channels before the first level (and back at the "
-                              "end): the U-Net then works at 1/P of the picture size, about P^2 times faster; "
+                              "end): the U-Net then works at 1/P of the picture size, with up to P^2 times less compute; "
                               "default %(default)s")
     for name, (kind, text) in TRAIN_OPTIONS.items():
         flags = ["--T" if name == "T" else "--" + name.replace("_", "-")] + (["--objective"] if name == "parameterization" else [])

@@ -62,8 +62,8 @@ def diffusion_sprites(model, schedule, info: dict, n: int, steps: int = 50, labe
     elif labels is not None:
         kwargs = {"model_kwargs": {"y": labels}}
     images = sample(network, schedule, (n, *info["dataset"]["image_shape"]), sampler="ddim", steps=steps, eta=eta,
-                    seed=seed, clip_x0=latent is None, progress=progress, parameterization=info["config"].parameterization,
-                    **kwargs).images
+                    seed=seed, clip_x0=latent is None, progress=progress,
+                    parameterization=info["config"].parameterization, **kwargs).images
     if latent is not None:
         images = decode_latents(*from_payload(latent), images)
     return images.clamp(-1, 1), time.perf_counter() - start
