@@ -48,7 +48,7 @@ def make_parser() -> argparse.ArgumentParser:
                        help="default: notebooks/ in the current folder")
     build.set_defaults(run=build_notebooks)
 
-    from .config import OBJECTIVES, WEIGHTINGS, TrainConfig, default
+    from .config import LR_SCHEDULES, OBJECTIVES, WEIGHTINGS, TrainConfig, default
     from .procedural import EASINGS, NOISE_SCHEDULES
     from .schedules import SCHEDULE_NAMES
 
@@ -110,7 +110,8 @@ def make_parser() -> argparse.ArgumentParser:
                               "default %(default)s")
     for name, (kind, text) in TRAIN_OPTIONS.items():
         flags = ["--T" if name == "T" else "--" + name.replace("_", "-")] + (["--objective"] if name == "parameterization" else [])
-        choices = {"parameterization": OBJECTIVES, "schedule": SCHEDULE_NAMES, "weighting": WEIGHTINGS}
+        choices = {"parameterization": OBJECTIVES, "schedule": SCHEDULE_NAMES, "weighting": WEIGHTINGS,
+                   "lr_schedule": LR_SCHEDULES}
         extra = {"choices": choices[name]} if name in choices else {}
         shown = "" if default(TrainConfig, name) is None else "; default %(default)s"
         trainer.add_argument(*flags, dest=name, type=kind, default=default(TrainConfig, name), help=text + shown,

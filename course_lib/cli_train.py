@@ -19,6 +19,8 @@ TRAIN_OPTIONS = {
     "seed": (int, "seeds the weights, batches, timesteps, noise and dropped labels"),
     "batch_size": (int, "images per optimizer step"),
     "lr": (float, "AdamW learning rate"),
+    "lr_schedule": (str, "the learning rate over the run: constant, or cosine (decays to 0 at --steps, "
+                         "Loshchilov & Hutter 2017)"),
     "weight_decay": (float, "AdamW weight decay"),
     "grad_clip": (float, "clip the gradient norm at this value"),
     "ema_decay": (float, "beta of the EMA of the weights"),

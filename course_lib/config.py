@@ -19,6 +19,7 @@ from .forward import PARAMETERIZATIONS
 OBJECTIVES = PARAMETERIZATIONS + ("flow",)     # "flow": flow matching (flows.py); the schedule is then unused
 from .schedules import SCHEDULE_NAMES, NoiseSchedule
 
+LR_SCHEDULES = ("constant", "cosine")  # the learning rate over the run: fixed, or cosine-decayed to 0 at ``steps``
 WEIGHTINGS = ("uniform", "min_snr")    # the loss's weight per timestep: L_simple, or min-SNR-gamma
 MIN_SNR_GAMMA = 5.0                    # Hang et al. 2023's recommended clip of the signal-to-noise ratio
 
@@ -90,7 +91,8 @@ class TrainConfig:
     """How a diffusion U-Net is trained (Ho et al. 2020, Alg. 1, with AdamW, clipping, EMA, label dropout).
 
     unet: the network. steps: total optimizer steps; max_seconds: time budget of one run (at least one of the
-    two). batch_size, lr, weight_decay (AdamW), grad_clip (gradient-norm clipping), ema_decay (EMA beta),
+    two). batch_size, lr, lr_schedule ("constant", or "cosine": lr * (1 + cos(pi n / steps)) / 2 at step n,
+    Loshchilov & Hutter 2017; needs steps), weight_decay (AdamW), grad_clip (gradient-norm clipping), ema_decay (EMA beta),
     label_dropout (probability that a label becomes the null class, class-conditional nets only), flip (mirror
     each training picture left-right with probability 1/2: more data for free when mirror images are as likely),
     parameterization ("eps", "x0" or "v": what the net outputs; "flow": flow matching's velocity eps - x0 with
@@ -107,6 +109,7 @@ class TrainConfig:
     max_seconds: float | None = None
     batch_size: int = 64
     lr: float = 2e-3
+    lr_schedule: str = "constant"
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.999
@@ -133,6 +136,9 @@ class TrainConfig:
         check.require_int(self.batch_size, "batch_size", minimum=1)
         if check.require_number(self.lr, "lr") <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        check.require_choice(self.lr_schedule, "lr_schedule", LR_SCHEDULES)
+        if self.lr_schedule == "cosine" and self.steps is None:
+            raise ValueError("lr_schedule 'cosine' decays the learning rate to 0 at the last step: give steps")
         check.require_number(self.weight_decay, "weight_decay", low=0.0)
         if check.require_number(self.grad_clip, "grad_clip") <= 0:
             raise ValueError(f"grad_clip must be > 0, got {self.grad_clip}")

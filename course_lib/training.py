@@ -6,6 +6,7 @@
     diffusion_loss     E_{x0, eps, t} w_t || target - model(x_t, t) ||^2   (Ho et al. 2020, eq. 14, when w_t = 1)
     drop_labels        classifier-free guidance training: a label becomes the null class with probability p
     EMA                theta_ema <- beta theta_ema + (1 - beta) theta
+    learning_rate      the learning rate of step n: constant, or cosine-decayed to 0 at the last step
     train              seeded AdamW loop with clipping, EMA, time or step budget, checkpoints, exact resume
     smooth             a running mean, for plotting a noisy loss history
 
@@ -27,6 +28,7 @@ null class ``num_classes`` meaning "no label".
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -176,6 +178,15 @@ class TrainResult:
 
 
 # Fields that may change when a run is resumed: the budget and how often it is saved.
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The learning rate of the optimizer step after ``step`` steps (0-based): config.lr, or with
+    lr_schedule "cosine" lr * (1 + cos(pi step / steps)) / 2 (Loshchilov & Hutter 2017, eq. 5 with one cycle
+    and eta_min = 0), which ends the run with small steps that settle the weights."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    return config.lr * (1 + math.cos(math.pi * step / config.steps)) / 2
+
+
 RESUMABLE_CHANGES = ("steps", "max_seconds", "checkpoint_every")
 
 
@@ -235,7 +246,8 @@ def train(config: TrainConfig, dataset: ImageDataset, checkpoint=None, resume: b
             raise ValueError(f"{checkpoint}: holds EMA weights only (an export) and cannot be resumed")
         for key, value in config.to_dict().items():
             stored = getattr(state["config"], key)
-            if key not in RESUMABLE_CHANGES and stored != getattr(config, key):
+            fixed = key not in RESUMABLE_CHANGES or (key == "steps" and config.lr_schedule == "cosine")
+            if fixed and stored != getattr(config, key):
                 raise ValueError(f"{checkpoint}: was trained with {key}={stored!r}, cannot resume with "
                                  f"{getattr(config, key)!r}")
         model.load_state_dict(state["model"])
@@ -290,6 +302,8 @@ def train(config: TrainConfig, dataset: ImageDataset, checkpoint=None, resume: b
                     diffusion_loss(network, x0, schedule, times, noise, y=y, weighting=config.weighting,
                                    parameterization=config.parameterization))
         optimizer.zero_grad(set_to_none=True)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)          # clip the true gradient, not the fp16 loss scale's multiple of it
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

@@ -172,6 +172,30 @@ def test_resume_refuses_other_settings(digits, tmp_path):
         _train(digits, steps=4, checkpoint=path, resume=True, parameterization="v")
 
 
+def test_cosine_learning_rate_falls_from_lr_to_zero_at_the_last_step():
+    config = TrainConfig(steps=100, lr=2e-3, lr_schedule="cosine")
+    rates = [training.learning_rate(config, n) for n in range(101)]
+    assert rates[0] == pytest.approx(2e-3) and rates[50] == pytest.approx(1e-3) and rates[100] == pytest.approx(0.0)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert training.learning_rate(TrainConfig(steps=100, lr=2e-3), 99) == 2e-3
+
+
+def test_cosine_runs_step_with_the_scheduled_rate_and_resume_exactly(digits, tmp_path, monkeypatch):
+    at_once = _train(digits, steps=12, lr_schedule="cosine")
+    path = tmp_path / "run.pt"
+    clock = iter(range(10**6))          # a clock that ticks one second per reading: the budget ends mid-run
+    with monkeypatch.context() as patch:
+        patch.setattr(training.time, "perf_counter", lambda: float(next(clock)))
+        stopped = _train(digits, steps=12, max_seconds=8.0, checkpoint=path, lr_schedule="cosine")
+    assert 0 < stopped.step < 12
+    resumed = _train(digits, steps=12, checkpoint=path, resume=True, lr_schedule="cosine")
+    assert resumed.loss_history == at_once.loss_history
+    constant = _train(digits, steps=12)
+    assert constant.loss_history[:2] == at_once.loss_history[:2] and constant.loss_history != at_once.loss_history
+    with pytest.raises(ValueError, match="steps"):      # a new length would be a new schedule
+        _train(digits, steps=20, checkpoint=path, resume=True, lr_schedule="cosine")
+
+
 @pytest.mark.parametrize("settings, error, message", [
     (dict(parameterization="score"), ValueError, "unknown parameterization 'score'"),
     (dict(schedule="sigmoid"), ValueError, "unknown schedule 'sigmoid'"),
@@ -181,6 +205,8 @@ def test_resume_refuses_other_settings(digits, tmp_path):
     (dict(batch_size=2.5), TypeError, "batch_size must be an int"),
     (dict(steps=0), ValueError, "steps must be >= 1"),
     (dict(max_seconds=-1.0), ValueError, "max_seconds must be > 0"),
+    (dict(lr_schedule="linear"), ValueError, "unknown lr_schedule 'linear'"),
+    (dict(steps=None, max_seconds=60.0, lr_schedule="cosine"), ValueError, "decays the learning rate to 0 .*: give steps"),
     (dict(seed=-1), ValueError, r"seed must lie in 0\.\.2\*\*64-1"),
     (dict(seed=2**64), ValueError, r"seed must lie in 0\.\.2\*\*64-1"),
     (dict(unet={"base_channels": 7}), ValueError, "base_channels must be even"),
