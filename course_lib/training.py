@@ -177,7 +177,6 @@ class TrainResult:
     seconds: float = 0.0
 
 
-# Fields that may change when a run is resumed: the budget and how often it is saved.
 def learning_rate(config: TrainConfig, step: int) -> float:
     """The learning rate of the optimizer step after ``step`` steps (0-based): config.lr, or with
     lr_schedule "cosine" lr * (1 + cos(pi step / steps)) / 2 (Loshchilov & Hutter 2017, eq. 5 with one cycle
@@ -187,6 +186,8 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return config.lr * (1 + math.cos(math.pi * step / config.steps)) / 2
 
 
+# Fields that may change when a run is resumed: the budget and how often it is saved (steps stay fixed under a
+# cosine learning rate, whose curve they set).
 RESUMABLE_CHANGES = ("steps", "max_seconds", "checkpoint_every")
 
 
