@@ -92,10 +92,9 @@ class TrainConfig:
 
     unet: the network. steps: total optimizer steps; max_seconds: time budget of one run (at least one of the
     two). batch_size, lr, lr_schedule ("constant", or "cosine": lr * (1 + cos(pi n / steps)) / 2 at step n,
-    Loshchilov & Hutter 2017; needs steps), weight_decay (AdamW), grad_clip (gradient-norm clipping),
-    ema_decay (EMA beta),
-    label_dropout (probability that a label becomes the null class, class-conditional nets only), flip (mirror
-    each training picture left-right with probability 1/2: more data for free when mirror images are as likely),
+    Loshchilov & Hutter 2017; needs steps), weight_decay (AdamW), grad_clip (gradient-norm clipping), ema_decay
+    (EMA beta), label_dropout (probability that a label becomes the null class, class-conditional nets only),
+    flip (mirror each training picture left-right with probability 1/2: more data for free when mirror images are as likely),
     parameterization ("eps", "x0" or "v": what the net outputs; "flow": flow matching's velocity eps - x0 with
     time tau * 1000, see flows.py), weighting ("min_snr" or "uniform": the loss's weight per timestep,
     ``training.loss_weights``; diffusion objectives only), schedule ("linear" or "cosine") and T,

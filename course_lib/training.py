@@ -198,9 +198,9 @@ def train(config: TrainConfig, dataset: ImageDataset, checkpoint=None, resume: b
     (this run).
 
     Each step (Ho et al. 2020, Alg. 1): a mini-batch x0, labels dropped to the null class with probability
-    label_dropout (class-conditional nets only), t ~ U{0..T-1}, noise ~ N(0, I), one AdamW step on
-    diffusion_loss (weighted by ``weighting``: "min_snr" or "uniform", see ``loss_weights``) with the
-    gradient norm clipped at grad_clip, then an EMA update.
+    label_dropout (class-conditional nets only), t ~ U{0..T-1}, noise ~ N(0, I), one AdamW step (at
+    ``learning_rate(config, step)``) on diffusion_loss (weighted by ``weighting``: "min_snr" or "uniform", see
+    ``loss_weights``) with the gradient norm clipped at grad_clip, then an EMA update.
 
     Seeded: the initial weights, the batch order, t, noise and dropped labels all come from config.seed, so
     the same call gives bit-identical weights. ``checkpoint`` (a path) is written every checkpoint_every
