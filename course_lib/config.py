@@ -94,11 +94,11 @@ class TrainConfig:
     two). batch_size, lr, lr_schedule ("constant", or "cosine": lr * (1 + cos(pi n / steps)) / 2 at step n,
     Loshchilov & Hutter 2017; needs steps), weight_decay (AdamW), grad_clip (gradient-norm clipping), ema_decay
     (EMA beta), label_dropout (probability that a label becomes the null class, class-conditional nets only),
-    flip (mirror each training picture left-right with probability 1/2: more data for free when mirror images are as likely),
-    parameterization ("eps", "x0" or "v": what the net outputs; "flow": flow matching's velocity eps - x0 with
-    time tau * 1000, see flows.py), weighting ("min_snr" or "uniform": the loss's weight per timestep,
-    ``training.loss_weights``; diffusion objectives only), schedule ("linear" or "cosine") and T,
-    seed (weights, batches, t, noise and dropped labels), checkpoint_every (steps between checkpoints).
+    flip (mirror each training picture left-right with probability 1/2: more data for free when mirror images
+    are as likely), parameterization ("eps", "x0" or "v": what the net outputs; "flow": flow matching's
+    velocity eps - x0 with time tau * 1000, see flows.py), weighting ("min_snr" or "uniform": the loss's
+    weight per timestep, ``training.loss_weights``; diffusion objectives only), schedule ("linear" or
+    "cosine") and T, seed (weights, batches, t, noise and dropped labels), checkpoint_every (steps between checkpoints).
 
     The defaults are measured (benchmarks/train_to_quality.py): a U-Net of width 16, lr 2e-3 and min-SNR
     weighting reach recognisable digits in about a minute of CPU training, sooner than width 32 with
