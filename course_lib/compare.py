@@ -23,7 +23,8 @@ from .autoencoder import decode_latents, from_payload
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 # Wall-time budget of each shipped sprite generator, on one core. The diffusion models' cosine learning-rate decay
-# is set by a step count chosen to end just inside it; the GAN trains for all of it.
+# is set by a step count chosen to end just inside it on the machine that trained them (a slower one reaches the
+# budget first and stops before the rate has decayed to 0); the GAN trains for all of it.
 SECONDS = 2400
 # The capstone samples with DDIM's eta = 1 (DDPM's amount of fresh noise per step, over fewer steps): the noise
 # added at each step lets later steps correct what earlier ones got wrong (Karras et al. 2022, sec. 4), and on the
