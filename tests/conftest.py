@@ -32,3 +32,22 @@ def pytest_collection_modifyitems(config, items):
     if reporter is not None:
         reporter.write_line(f"nbval left out for {len(notebooks)} notebooks ({len(replaced)} cells): "
                             "the browser tests run them in JupyterLab")
+
+
+# --- nbgrader grades in the background ---------------------------------------------------------------------
+# tests/test_nbgrader.py's autograde runs execute notebooks for minutes; started once the tests are collected,
+# at the lowest priority, they use the core the single-threaded tests before them leave idle.
+def _grading_module(session):
+    return next((item.module for item in session.items if "graded" in getattr(item, "fixturenames", ())), None)
+
+
+def pytest_collection_finish(session):
+    module = _grading_module(session)
+    if module is not None:
+        module.start_grading()
+
+
+def pytest_sessionfinish(session):
+    module = _grading_module(session)
+    if module is not None:
+        module.stop_grading()
