@@ -17,6 +17,9 @@ import pytest  # noqa: E402
 
 @pytest.hookimpl(trylast=True)      # after -m / -k deselection: only browser tests that will run count
 def pytest_collection_modifyitems(config, items):
+    # The browser tests last: they keep both cores busy, while the single-threaded tests before them leave one
+    # core to the nbgrader runs started in the background (below).
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
     in_browser = {item.callspec.params["relative"] for item in items if item.get_closest_marker("browser")
                   and hasattr(item, "callspec") and "relative" in item.callspec.params}
     if not in_browser:
@@ -36,7 +39,7 @@ def pytest_collection_modifyitems(config, items):
 
 # --- nbgrader grades in the background ---------------------------------------------------------------------
 # tests/test_nbgrader.py's autograde runs execute notebooks for minutes; started once the tests are collected,
-# at the lowest priority, they use the core the single-threaded tests before them leave idle.
+# they use the core the single-threaded tests leave idle.
 def _grading_module(session):
     return next((item.module for item in session.items if "graded" in getattr(item, "fixturenames", ())), None)
 
