@@ -26,6 +26,7 @@ from torch import nn
 from ._io import write_atomically
 from ._validate import require_float_tensor, require_int
 from .data import ImageDataset, iterate_batches
+from .progress import progress_bar
 
 FORMAT = "diffusion-course autoencoder v1"
 DOWNSAMPLING = 4     # two stride-2 convolutions: a latent pixel per 4 x 4 picture pixels
@@ -91,8 +92,6 @@ def train_autoencoder(dataset: ImageDataset, steps: int, seed: int = 0, batch_si
     Returns (model in eval mode, scale, loss history, seconds); scale = latent_scale_factor of the
     encoded training set's means.
     """
-    from tqdm.auto import tqdm
-
     require_int(steps, "steps", minimum=1)
     torch.manual_seed(seed)
     model = Autoencoder(dataset.images.shape[1], latent_channels)
@@ -100,7 +99,7 @@ def train_autoencoder(dataset: ImageDataset, steps: int, seed: int = 0, batch_si
     generator = torch.Generator().manual_seed(seed)
     batches = iterate_batches(dataset, batch_size, seed=seed)
     history, start = [], time.perf_counter()
-    for _ in tqdm(range(steps), desc="autoencoder", unit="step", disable=not progress):
+    for _ in progress_bar(range(steps), desc="autoencoder", unit="step", disable=not progress):
         x, _ = next(batches)
         noise = torch.randn((x.shape[0], latent_channels, x.shape[2] // 4, x.shape[3] // 4), generator=generator)
         loss = vae_loss(model, x, kl_weight, noise)

@@ -28,6 +28,7 @@ from torch import nn
 from ._io import write_atomically
 from ._validate import require_int
 from .data import ImageDataset, iterate_batches
+from .progress import progress_bar
 
 FORMAT = "diffusion-course gan v1"
 ASSET = Path(__file__).resolve().parent / "assets" / "sprites_gan.pt"
@@ -98,8 +99,6 @@ def train_gan(dataset: ImageDataset, steps: int | None = None, max_seconds: floa
 
     Seeded: weights from torch.manual_seed(seed), batches from the seed, z from a seeded generator.
     """
-    from tqdm.auto import tqdm
-
     if steps is None and max_seconds is None:
         raise ValueError("give a budget: steps and/or max_seconds")
     if steps is not None:
@@ -112,7 +111,7 @@ def train_gan(dataset: ImageDataset, steps: int | None = None, max_seconds: floa
     batches = iterate_batches(dataset, batch_size, seed=seed)
     result = GanResult(generator, discriminator, 0)
     start = time.perf_counter()
-    bar = tqdm(total=steps, desc="GAN", unit="step", disable=not progress)
+    bar = progress_bar(total=steps, desc="GAN", unit="step", disable=not progress)
     while (steps is None or result.step < steps) and (max_seconds is None or time.perf_counter() - start < max_seconds):
         real, _ = next(batches)
         fake = generator(torch.randn(batch_size, z_dim, generator=rng))

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._validate import require_choice, require_in_unit_interval, require_int
+from .progress import progress_bar
 
 MAX_NOISE = 0.1            # g(T): standard deviation of the injected noise at the first step
 EXPONENTIAL_RATE = 5.0     # lambda of the "exponential" schedule: g(0+) = e^-5 * MAX_NOISE
@@ -285,8 +286,7 @@ def generate(height: int, width: int, channels: int = 3, T: int = 50, seed: int 
     result = ProceduralResult(image=pattern)
     recorded = range(T - T % STATS_EVERY, -1, -STATS_EVERY)   # every image kept is also a stats step
     if show_progress:
-        from tqdm.auto import tqdm
-        recorded = tqdm(recorded, desc="procedural demo", unit="record")
+        recorded = progress_bar(recorded, desc="procedural demo", unit="record")
     for t in recorded:
         keep = save_steps and t % SAVE_EVERY == 0
         if t == 0:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ._validate import require_float_tensor, require_int
+from .progress import progress_bar
 
 TABLE_ASSET = Path(__file__).resolve().parent / "assets" / "sampler_error_64d.json"   # benchmarks/samplers.py --write-asset
 
@@ -145,8 +146,6 @@ def error_vs_nfe(mixture, vp, nfes, n: int, repeats: int = 1, samplers=SAMPLERS,
 
     Returns {"floor": float, "n": n, "repeats": repeats, sampler: [(nfe, distance), ...]}.
     """
-    from tqdm.auto import tqdm
-
     generator = torch.Generator().manual_seed(seed)
     draws = [(mixture.sample(n, generator).double(), torch.randn(n, mixture.dim, generator=generator,
                                                                   dtype=torch.float64)) for _ in range(repeats)]
@@ -154,7 +153,7 @@ def error_vs_nfe(mixture, vp, nfes, n: int, repeats: int = 1, samplers=SAMPLERS,
                                      seed=seed + 1),
              "n": n, "repeats": repeats}
     jobs = [(s, nfe) for s in samplers for nfe in nfes]
-    for sampler, nfe in tqdm(jobs, desc="samplers x NFE", disable=not progress):
+    for sampler, nfe in progress_bar(jobs, desc="samplers x NFE", disable=not progress):
         steps = steps_for(sampler, nfe)
         distance = sum(sliced_wasserstein(run_exact_sampler(sampler, mixture, vp, x_T, steps,
                                                             torch.Generator().manual_seed(seed + 100 + r)), exact)

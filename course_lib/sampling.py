@@ -24,6 +24,7 @@ from torch import nn
 
 from . import _validate as check
 from .forward import PARAMETERIZATIONS, model_eps, q_posterior, x0_from_eps
+from .progress import progress_bar
 from .schedules import NoiseSchedule, gather
 
 SAMPLERS = ("ddpm", "ddim")
@@ -94,13 +95,11 @@ def run_reverse(model, x_T: torch.Tensor, plan, step, generator: torch.Generator
     ``trajectory`` records every ``trajectory_every``-th step (default: about 50 frames) plus the final samples.
     Returns a ``SampleResult``.
     """
-    from tqdm.auto import tqdm      # imported here: only runs need it, not every import of the module
-
     every = trajectory_every or math.ceil(len(plan) / TRAJECTORY_FRAMES)
     frames = []
     x = x_T
     with evaluation_mode(model):
-        for i, (t, t_next) in enumerate(tqdm(plan, desc=desc, unit="step", disable=not progress)):
+        for i, (t, t_next) in enumerate(progress_bar(plan, desc=desc, unit="step", disable=not progress)):
             x_next, x0_estimate = step(x, t, t_next, generator)
             if trajectory and i % every == 0:
                 frames.append((t, x.cpu(), None if x0_estimate is None else x0_estimate.cpu()))

@@ -16,6 +16,7 @@ import math
 import torch
 from torch import nn
 
+from .progress import progress_bar
 from .unet import sinusoidal_embedding
 
 
@@ -65,14 +66,12 @@ def fit(model: nn.Module, loss_fn, steps: int, lr: float = 2e-3, seed: int = 0, 
     """``steps`` Adam steps on loss_fn(generator) (a closure drawing its batch from the seeded generator), with the
     learning rate decayed to zero by a cosine. Returns the loss history; model is left in eval mode.
     Seed the weights when building the model (torch.manual_seed before TimeMLP(...)) for a reproducible run."""
-    from tqdm.auto import tqdm
-
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     history = []
     model.train()
-    for _ in tqdm(range(steps), desc="training", unit="step", disable=not progress):
+    for _ in progress_bar(range(steps), desc="training", unit="step", disable=not progress):
         loss = loss_fn(generator)
         optimizer.zero_grad()
         loss.backward()

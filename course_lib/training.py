@@ -45,6 +45,7 @@ from .data import ImageDataset, iterate_batches
 from .distributed import share
 from .flows import flow_loss
 from .forward import q_sample, v_from_x0_eps
+from .progress import progress_bar
 from .schedules import NoiseSchedule
 from .unet import UNet
 
@@ -275,10 +276,9 @@ def train(config: TrainConfig, dataset: ImageDataset, checkpoint=None, resume: b
             "dataset": {"name": dataset_name, "image_shape": list(dataset.image_shape),
                         "class_names": list(dataset.class_names)}})
 
-    from tqdm.auto import tqdm
     start, run_start_seconds = time.perf_counter(), seconds
     main = distributed.is_main()
-    bar = tqdm(total=config.steps, initial=step, desc="training", unit="step", disable=not (progress and main))
+    bar = progress_bar(total=config.steps, initial=step, desc="training", unit="step", disable=not (progress and main))
     model.train()
     batch, flow = config.batch_size, config.parameterization == "flow"
     while ((config.steps is None or step < config.steps) and (config.max_seconds is None or distributed.value_of_rank0(

@@ -243,7 +243,7 @@ class RecordingBar:
     """Stands in for tqdm.auto.tqdm and records what the bar showed when it was closed."""
     closed = []
 
-    def __init__(self, total=None, initial=0, desc="", **kwargs):
+    def __init__(self, iterable=None, total=None, initial=0, desc="", **kwargs):     # tqdm's order
         self.total, self.n, self.desc = total, initial, desc
 
     def update(self, n=1):
