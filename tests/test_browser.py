@@ -17,6 +17,7 @@ import re
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import nbformat
@@ -119,6 +120,15 @@ def _selected_notebooks(session) -> list[str]:
     return [relative for relative in NOTEBOOKS if relative in wanted]
 
 
+def _stored_seconds(relative: str) -> float:
+    """How long the notebook's solution took to execute when it was stored (the timing nbclient records)."""
+    timings = [cell.metadata.get("execution", {})
+               for cell in nbformat.read(ROOT / "solutions" / Path(relative).name, as_version=4).cells]
+    return sum((datetime.fromisoformat(timing["shell.execute_reply"])
+                - datetime.fromisoformat(timing["iopub.execute_input"])).total_seconds()
+               for timing in timings if {"iopub.execute_input", "shell.execute_reply"} <= timing.keys())
+
+
 @pytest.fixture(scope="module")
 def runs(lab, request):
     """Every needed notebook run once, WORKERS at a time: relative path -> Run, or the exception it raised.
@@ -127,7 +137,8 @@ def runs(lab, request):
     (kernel shut down) as soon as they have been looked at.
     """
     server, drivers = lab
-    pending = list(reversed(_selected_notebooks(request.session)))   # popped from the end: in NOTEBOOKS order
+    # Longest first (popped from the end), so that the workers finish close together: no long notebook starts last.
+    pending = sorted(_selected_notebooks(request.session), key=_stored_seconds)
     results = {}
 
     def worker(driver):
