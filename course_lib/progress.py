@@ -1,8 +1,8 @@
 """The course's progress bars: tqdm.auto (a widget in Jupyter, a text line in a terminal), redrawn twice a second.
 
 tqdm redraws up to ten times a second. In JupyterLab each redraw is a widget message that the server relays and the
-browser lays out again; over a 1,000-step sampling loop that cost the browser a third of its CPU time (measured on
-notebook 04 in headless Chromium), CPU that a 2-core laptop takes from the kernel. Twice a second still reads as live.
+browser lays out again: running notebook 04 in headless Chromium, the browser's CPU time fell by a third (33 s to
+22 s) with fewer redraws, CPU that a 2-core laptop takes from the kernel. Twice a second still reads as live.
 """
 from __future__ import annotations
 

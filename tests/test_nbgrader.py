@@ -1,8 +1,8 @@
 """Grading with nbgrader, for real: generate the assignment, autograde submissions, read the marks.
 
 Two temporary course directories, one per grading process (each has its own gradebook), graded in
-parallel: `alice` submits the solution notebooks (half to each course), `carol` a copy of one with a
-wrong answer pasted into one exercise, `bob` untouched student copies from notebooks/.
+parallel: `alice` submits solution notebooks, `carol` a copy of one with a wrong answer pasted into
+one exercise, `bob` an untouched student copy from notebooks/.
 
 Grading executes notebooks for minutes, so it starts as soon as the session's tests are collected
 (tests/conftest.py calls ``start_grading``, and runs the browser tests last) and runs beside the
@@ -44,8 +44,8 @@ UNTOUCHED_NOTEBOOKS = ("01_forward_process.ipynb",)
 # alice hands in the solutions of three notebooks: the first (carol's wrong answer is scored against it), 02 (where
 # jupyter_client's missed wakeup once hung autograde after an interact cell) and the capstone (its other kinds of
 # exercise). Every solution notebook runs in the browser tests (nbval without Chromium), where each check cell,
-# the same assert nbgrader scores, must show ✅, and generate_assignment takes all eight. Grading all eight here too
-# would run every solution twice and cost the suite about five minutes on a 2-core machine.
+# the same assert nbgrader scores, must show ✅, and generate_assignment takes all eight. Grading the other five
+# here too would run them twice: about 260 s of CPU more, two minutes of the suite on a 2-core machine.
 GRADED_SOLUTIONS = (WRONG_NOTEBOOK, "02_procedural_demo.ipynb", "08_capstone.ipynb")
 GRADING_SECONDS = 1800    # whole autograde run of one course directory: a hang fails the test here
 CELL_SECONDS = 600        # per cell, as nbval's --nbval-cell-timeout
