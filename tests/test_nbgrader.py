@@ -67,7 +67,7 @@ def make_course(path: Path) -> Path:
     path.mkdir()
     shutil.copytree(ROOT / "solutions", path / ASSIGNMENT)
     shutil.copy(ROOT / "nbgrader_config.py", path / "nbgrader_config.py")
-    result = nbgrader_command("generate_assignment", ASSIGNMENT, cwd=path, timeout=600)
+    result = nbgrader_command("generate_assignment", ASSIGNMENT, cwd=path, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     return path
 
