@@ -3,9 +3,10 @@
 ``LabServer`` starts JupyterLab the way ``course.py lab`` does (the course's settings overrides, so
 no news toast), on a free local port with a token, serving a private copy of the notebooks: nothing
 the browser does (outputs, autosave, files a notebook writes) reaches the repository. ``LabPage``
-drives Debian's Chromium through its chromedriver (Selenium; no browser is downloaded). It reads
-what the front end shows through the page's DOM and the notebook model JupyterLab holds
-(``--LabApp.expose_app_in_browser``): outputs exactly as the browser received them.
+drives Debian's Chromium through its chromedriver (Selenium; no browser is downloaded): one
+JupyterLab page per browser, in which notebooks open as a double-click in the file browser opens
+them. It reads what the front end shows through the page's DOM and the notebook model JupyterLab
+holds (``--LabApp.expose_app_in_browser``): outputs exactly as the browser received them.
 """
 from __future__ import annotations
 
@@ -113,7 +114,10 @@ def start_chromium(width: int = 1400, height: int = 1000):
 
 
 # JavaScript run in the page. `app` is JupyterLab's application (window.jupyterapp).
-_CURRENT = "const panel = window.coursePanel;"    # set by LabPage.open: the notebook this tab opened
+_CURRENT = "const panel = window.coursePanel;"    # set by LabPage.open and LabPage.focus: the notebook in use
+# The panel of the notebook at arguments[0] (found by its path: several notebooks share the page).
+_PANEL_OF_PATH = ("const app = window.jupyterapp;"
+                  "const panel = Array.from(app.shell.widgets('main')).find(w => w.context && w.context.path === arguments[0]);")
 _CELLS = _CURRENT + """
 const WIDGET_VIEW = 'application/vnd.jupyter.widget-view+json';
 const strip = output => {   // pictures are compared elsewhere; their base64 would only slow the transfer
@@ -140,32 +144,44 @@ return panel.content.widgets.map((widget, index) => {
 
 
 class LabPage:
-    """One browser tab on a LabServer."""
+    """One notebook in JupyterLab, in the browser's single tab (the notebooks a test opens share it)."""
 
     def __init__(self, driver, server: LabServer):
         self.driver, self.server = driver, server
-        self.tab = driver.current_window_handle
+        self.relative = None
 
-    def focus(self) -> None:
-        """Make this page's tab the one the driver talks to (other tests open and close their own)."""
-        self.driver.switch_to.window(self.tab)
-
-    def open(self, relative: str, timeout: float = 120) -> None:
-        """Open a notebook as a student does (its URL), and wait until its kernel is ready."""
+    def _load_lab(self, timeout: float) -> None:
+        """JupyterLab itself, once per browser: booting its front end again for every notebook would cost 6 s each."""
         from selenium.webdriver.support.ui import WebDriverWait
 
-        self.driver.get(f"{self.server.url}/lab/tree/{relative}?reset&token={TOKEN}")
-        # The notebook's panel, found by its path (a tab in the background has no "current" widget), made the
-        # active one so that menu commands act on it.
+        if self.driver.execute_script("return !!window.jupyterapp && location.href.startsWith(arguments[0]);",
+                                      self.server.url):
+            return
+        self.driver.get(f"{self.server.url}/lab?reset&token={TOKEN}")
         WebDriverWait(self.driver, timeout, poll_frequency=0.3).until(lambda d: d.execute_script(
-            "const app = window.jupyterapp; if (!app || !app.shell) return false;"
-            "const panel = Array.from(app.shell.widgets('main')).find(w => w.context && w.context.path === arguments[0]);"
-            "if (!panel || !panel.content.widgets.length) return false;"
-            "const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;"
-            "if (!kernel || kernel.status !== 'idle') return false;"
-            "window.coursePanel = panel; app.shell.activateById(panel.id); return true;", relative))
-        # The notebook full width in every screenshot: the side bars (file browser, nbgrader) folded away.
+            "const app = window.jupyterapp; return !!app && !!app.shell && app.commands.hasCommand('docmanager:open');"))
+        # Notebooks full width in every screenshot: the side bars (file browser, nbgrader) folded away.
         self.driver.execute_script("window.jupyterapp.shell.collapseLeft(); window.jupyterapp.shell.collapseRight();")
+
+    def open(self, relative: str, timeout: float = 120) -> None:
+        """Open a notebook as a double-click in the file browser does, and wait until its kernel is ready."""
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        self._load_lab(timeout)
+        self.relative = relative
+        self.driver.execute_script("window.coursePanel = null;")     # until this notebook's panel is ready
+        self.driver.execute_script("window.jupyterapp.commands.execute('docmanager:open', {path: arguments[0]});",
+                                   relative)
+        WebDriverWait(self.driver, timeout, poll_frequency=0.3).until(lambda d: d.execute_script(
+            _PANEL_OF_PATH + "if (!panel || !panel.content.widgets.length) return false;"
+            "const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;"
+            "return !!kernel && kernel.status === 'idle';", relative))
+        self.focus()
+
+    def focus(self) -> None:
+        """Make this notebook the active one, the one menu commands and the page's scripts act on."""
+        self.driver.execute_script(_PANEL_OF_PATH + "window.coursePanel = panel; app.shell.activateById(panel.id);",
+                                   self.relative)
 
     def is_dirty(self) -> bool:
         """Whether JupyterLab marks the notebook modified (the ● on its tab) although nobody edited it."""
@@ -285,8 +301,12 @@ class LabPage:
             paths.append(path)
         return paths
 
-    def shut_down(self) -> None:
-        """Shut the notebook's kernel down (as File → Close and Shut Down Notebook, without the save prompt)."""
-        self.driver.execute_async_script(
-            _CURRENT + "const done = arguments[arguments.length - 1]; if (!panel) return done(false);"
-            "panel.sessionContext.shutdown().then(() => done(true), e => done(String(e)));")
+    def close(self) -> None:
+        """Shut the kernel down and close the notebook without the save prompt (File → Close and Shut Down)."""
+        outcome = self.driver.execute_async_script(
+            _PANEL_OF_PATH + "const done = arguments[arguments.length - 1]; window.coursePanel = null;"
+            "if (!panel) return done(true);"            # it never opened: nothing to close
+            "panel.sessionContext.shutdown().then(() => done(true), e => done(String(e))).finally(() => panel.dispose());",
+            self.relative)
+        if outcome is not True:
+            raise RuntimeError(f"shutting down the kernel of {self.relative} failed in the page: {outcome}")

@@ -78,10 +78,9 @@ def _report_timings() -> None:
 
 
 class Run:
-    """A notebook opened in a new tab and run with Run All: the page, its cells as shown, the seconds taken."""
+    """A notebook opened in JupyterLab and run with Run All: the page, its cells as shown, the seconds taken."""
 
     def __init__(self, driver, server: LabServer, relative: str):
-        driver.switch_to.new_window("tab")
         self.page, self.relative = LabPage(driver, server), relative
         stem = relative.replace("/", "-").removesuffix(".ipynb")
         started = time.monotonic()
@@ -97,17 +96,7 @@ class Run:
             self.page.screenshots(ARTIFACTS, stem)
             TIMINGS[relative] = time.monotonic() - started
             if not hasattr(self, "cells"):
-                self.close()
-
-    def close(self) -> None:
-        """Shut the kernel down and close the tab (the kernel goes with the server at the latest)."""
-        driver = self.page.driver
-        self.page.focus()
-        try:
-            self.page.shut_down()
-        finally:
-            driver.close()
-            driver.switch_to.window(driver.window_handles[0])
+                self.page.close()
 
 
 def _selected_notebooks(session) -> list[str]:
@@ -133,8 +122,9 @@ def _stored_seconds(relative: str) -> float:
 def runs(lab, request):
     """Every needed notebook run once, WORKERS at a time: relative path -> Run, or the exception it raised.
 
-    Notebook 01's student copy stays open in its tab for the slider and exercise tests; the others are closed
-    (kernel shut down) as soon as they have been looked at.
+    Each browser keeps one JupyterLab page and opens its notebooks in it one after another. Notebook 01's student
+    copy stays open for the slider and exercise tests; the others are closed (kernel shut down) as soon as they
+    have been looked at.
     """
     server, drivers = lab
     # Longest first (popped from the end), so that the workers finish close together: no long notebook starts last.
@@ -154,7 +144,7 @@ def runs(lab, request):
                 continue
             results[relative] = run
             if relative != STUDENT_01:
-                run.close()
+                run.page.close()
 
     started = time.monotonic()
     with ThreadPoolExecutor(WORKERS) as pool:
@@ -163,7 +153,7 @@ def runs(lab, request):
     yield results
     kept = results.get(STUDENT_01)
     if isinstance(kept, Run):
-        kept.close()
+        kept.page.close()
 
 
 def _run(runs, relative: str) -> Run:
@@ -175,7 +165,7 @@ def _run(runs, relative: str) -> Run:
 
 @pytest.fixture
 def student_01(runs):
-    """Notebook 01's student copy, run, still open in its tab (made the driver's current one)."""
+    """Notebook 01's student copy, run, still open (made the active notebook of its page)."""
     run = _run(runs, STUDENT_01)
     run.page.focus()
     return run
