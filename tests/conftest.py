@@ -37,20 +37,23 @@ def pytest_collection_modifyitems(config, items):
                             "the browser tests run them in JupyterLab")
 
 
-# --- nbgrader grades in the background ---------------------------------------------------------------------
+# --- nbgrader grades, and the browser starts, in the background ------------------------------------------------
 # tests/test_nbgrader.py's autograde runs execute notebooks for minutes; started once the tests are collected,
-# they use the core the single-threaded tests leave idle.
-def _grading_module(session):
-    return next((item.module for item in session.items if "graded" in getattr(item, "fixturenames", ())), None)
+# they use the core the single-threaded tests leave idle. When they are done, the first browser worker of
+# tests/test_browser.py takes that core over; the others join it when the browser tests begin.
+def _module_using(session, fixture: str):
+    return next((item.module for item in session.items if fixture in getattr(item, "fixturenames", ())), None)
 
 
 def pytest_collection_finish(session):
-    module = _grading_module(session)
-    if module is not None:
-        module.start_grading()
+    grading, browser = _module_using(session, "graded"), _module_using(session, "runs")
+    if grading is not None:
+        grading.start_grading()
+    if browser is not None:
+        browser.start_runs(session, wait_for=grading.wait_for_grading if grading is not None else None)
 
 
 def pytest_sessionfinish(session):
-    module = _grading_module(session)
-    if module is not None:
-        module.stop_grading()
+    for module, stop in ((_module_using(session, "runs"), "stop_runs"), (_module_using(session, "graded"), "stop_grading")):
+        if module is not None:
+            getattr(module, stop)()

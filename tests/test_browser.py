@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import re
 import shutil
+import tempfile
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -48,33 +49,6 @@ CELLS_TO_SHOW = ("sweep = [",)
 # Two notebooks run side by side, each in its own Chromium: one kernel per core of a 2-core machine (nbgrader's
 # test grades two course folders side by side too). On more cores more would fit; two keep the machine usable.
 WORKERS = 2
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """One JupyterLab and WORKERS Chromiums for the module; all ended (with their kernels) at its end."""
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)         # the artefacts of this run only
-    started = time.monotonic()
-    server = LabServer(tmp_path_factory.mktemp("lab") / "course")
-    drivers = []
-    try:
-        with ThreadPoolExecutor(WORKERS) as pool:
-            drivers.extend(pool.map(lambda _: start_chromium(), range(WORKERS)))
-        TIMINGS["JupyterLab and Chromium start"] = time.monotonic() - started
-        yield server, drivers
-    finally:
-        for driver in drivers:
-            driver.quit()
-        server.stop()
-        _report_timings()
-
-
-def _report_timings() -> None:
-    lines = [f"{seconds:6.1f} s  {name}" for name, seconds in TIMINGS.items()]
-    lines.append(f"{TIMINGS.get('all notebooks, side by side', 0) + TIMINGS.get('JupyterLab and Chromium start', 0):6.1f} s"
-                 "  wall clock of the browser tests (start + notebooks side by side)")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    (ARTIFACTS / "timings.txt").write_text("\n".join(lines) + "\n")
 
 
 class Run:
@@ -118,42 +92,138 @@ def _stored_seconds(relative: str) -> float:
                for timing in timings if {"iopub.execute_input", "shell.execute_reply"} <= timing.keys())
 
 
-@pytest.fixture(scope="module")
-def runs(lab, request):
-    """Every needed notebook run once, WORKERS at a time: relative path -> Run, or the exception it raised.
+class BackgroundRuns:
+    """The notebooks run in JupyterLab by worker threads, each with its own Chromium, one notebook at a time.
 
-    Each browser keeps one JupyterLab page and opens its notebooks in it one after another. Notebook 01's student
-    copy stays open for the slider and exercise tests; the others are closed (kernel shut down) as soon as they
-    have been looked at.
+    One JupyterLab serves a private copy of the course. Each browser keeps one JupyterLab page and opens its
+    notebooks in it one after another, longest first, so that no long notebook starts last. Notebook 01's
+    student copy stays open for the slider and exercise tests; the others are closed (kernel shut down) as soon
+    as they have been looked at. ``add_worker`` may be called while others work; ``result`` waits for them all.
     """
-    server, drivers = lab
-    # Longest first (popped from the end), so that the workers finish close together: no long notebook starts last.
-    pending = sorted(_selected_notebooks(request.session), key=_stored_seconds)
-    results = {}
 
-    def worker(driver):
-        while True:
-            try:
-                relative = pending.pop()
-            except IndexError:
+    def __init__(self, notebooks: list[str]):
+        shutil.rmtree(ARTIFACTS, ignore_errors=True)         # the artefacts of this run only
+        self.folder = Path(tempfile.mkdtemp(prefix="course-browser-"))
+        self.pending = sorted(notebooks, key=_stored_seconds)     # popped from the end: longest first
+        self.results: dict[str, Run | Exception] = {}
+        self.failures: list[Exception] = []
+        self.server: LabServer | None = None
+        self.drivers, self.threads = [], []
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.first_start = 0.0
+
+    def add_worker(self, wait_for=None) -> None:
+        """One more worker, which starts once ``wait_for()`` (if given) returns."""
+        thread = threading.Thread(target=self._work, args=(wait_for,), name=f"browser-{len(self.threads)}",
+                                  daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def _lab_server(self) -> LabServer:
+        with self.lock:
+            if self.server is None:
+                self.server = LabServer(self.folder / "course")
+            return self.server
+
+    def _next_notebook(self) -> str | None:
+        with self.lock:
+            return self.pending.pop() if self.pending and not self.stopping else None
+
+    def _work(self, wait_for) -> None:
+        try:
+            if wait_for is not None:
+                wait_for()
+            if self.stopping:
                 return
+            started = time.monotonic()
+            self.first_start = self.first_start or started
+            server, driver = self._lab_server(), start_chromium()
+            with self.lock:
+                if self.stopping:                   # stop() has quit the others already
+                    driver.quit()
+                    return
+                self.drivers.append(driver)
+            TIMINGS[f"{threading.current_thread().name}: JupyterLab and Chromium start"] = time.monotonic() - started
+        except Exception as error:          # raised by ``result`` if no worker ran the notebooks
+            self.failures.append(error)
+            return
+        while (relative := self._next_notebook()) is not None:
             try:
                 run = Run(driver, server, relative)
-            except Exception as error:          # reported by that notebook's test
-                results[relative] = error
+            except Exception as error:      # reported by that notebook's test
+                self.results[relative] = error
                 continue
-            results[relative] = run
+            self.results[relative] = run
             if relative != STUDENT_01:
                 run.page.close()
 
+    def result(self) -> dict:
+        """Relative path -> Run, or the exception its run raised; once every worker has finished."""
+        for thread in self.threads:
+            thread.join()
+        TIMINGS["all notebooks, from the first worker's start"] = time.monotonic() - self.first_start
+        missing = [relative for relative in self.pending if relative not in self.results]
+        if missing:
+            raise RuntimeError(f"no browser ran {missing}") from (self.failures[0] if self.failures else None)
+        return self.results
+
+    def stop(self) -> None:
+        """Close notebook 01, end every Chromium and JupyterLab (with its kernels), remove the folder."""
+        with self.lock:
+            self.stopping = True
+        kept = self.results.get(STUDENT_01)
+        try:
+            if isinstance(kept, Run):
+                kept.page.close()
+        finally:
+            with self.lock:
+                drivers = list(self.drivers)
+            for driver in drivers:
+                driver.quit()
+            for thread in self.threads:
+                thread.join(timeout=60)
+            if self.server is not None:
+                self.server.stop()
+            shutil.rmtree(self.folder, ignore_errors=True)
+            _report_timings()
+
+
+BACKGROUND: list[BackgroundRuns] = []
+
+
+def start_runs(session, wait_for=None) -> None:
+    """Start the first worker now, in the background, once ``wait_for()`` returns (tests/conftest.py calls this
+    when it collects this module's tests: the worker uses the core the single-threaded tests before it leave)."""
+    BACKGROUND.append(BackgroundRuns(_selected_notebooks(session)))
+    BACKGROUND[0].add_worker(wait_for)
+
+
+def stop_runs() -> None:
+    """End what still runs (after the module's tests, or when the session ends early)."""
+    while BACKGROUND:
+        BACKGROUND.pop().stop()
+
+
+def _report_timings() -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "timings.txt").write_text("".join(f"{seconds:6.1f} s  {name}\n" for name, seconds in TIMINGS.items()))
+
+
+@pytest.fixture(scope="module")
+def runs(request):
+    """Every needed notebook run once: relative path -> Run, or the exception it raised. The first worker may
+    have started early (``start_runs``); here the others join it."""
+    if not BACKGROUND:
+        start_runs(request.session)
+    background = BACKGROUND[0]
+    for _ in range(WORKERS - len(background.threads)):
+        background.add_worker()
     started = time.monotonic()
-    with ThreadPoolExecutor(WORKERS) as pool:
-        list(pool.map(worker, drivers))
-    TIMINGS["all notebooks, side by side"] = time.monotonic() - started
+    results = background.result()
+    TIMINGS["waited for the notebooks once the browser tests began"] = time.monotonic() - started
     yield results
-    kept = results.get(STUDENT_01)
-    if isinstance(kept, Run):
-        kept.page.close()
+    stop_runs()
 
 
 def _run(runs, relative: str) -> Run:

@@ -175,6 +175,12 @@ def start_grading() -> None:
     BACKGROUND.append(BackgroundGrading())
 
 
+def wait_for_grading() -> None:
+    """Until the graders have finished (or failed: the tests that read their results report that)."""
+    for background in list(BACKGROUND):
+        background.thread.join()
+
+
 def stop_grading() -> None:
     """Kill what still grades and remove its folder (after the module's tests, or when the session ends early)."""
     while BACKGROUND:
