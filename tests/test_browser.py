@@ -6,7 +6,9 @@ are the unsolved exercises' checks in the student copies), every widget renders 
 (never "Error displaying widget" or the text ``interactive(children=…)``), and the notebook opens
 unmodified. In notebook 01 it moves a slider and watches the picture change, types the solution of
 the first exercise (✅) and a typical mistake from the checker's registry (❌ with that mistake's
-hint). Screenshots of each notebook (top, middle, end) go to test-artifacts/browser/.
+hint). Screenshots of each notebook (top, middle, end) go to test-artifacts/browser/, with the seconds each took
+(timings.txt). The notebooks run in the background: the first worker starts during the unit tests, on the core
+they leave idle (tests/conftest.py), and the tests here wait for its results.
 
 Select with ``-m browser``, leave out with ``-m "not browser"``. Needs Debian's ``chromium`` and
 ``chromium-driver``; without them the module is skipped with the reason.
@@ -108,7 +110,7 @@ class BackgroundRuns:
         self.results: dict[str, Run | Exception] = {}
         self.failures: list[Exception] = []
         self.server: LabServer | None = None
-        self.drivers, self.threads = [], []
+        self.drivers, self.threads, self.working = [], [], []
         self.lock = threading.Lock()
         self.stopping = False
         self.first_start = 0.0
@@ -134,8 +136,10 @@ class BackgroundRuns:
         try:
             if wait_for is not None:
                 wait_for()
-            if self.stopping:
-                return
+            with self.lock:
+                if self.stopping:
+                    return
+                self.working.append(threading.current_thread())     # stop() waits for these only
             started = time.monotonic()
             self.first_start = self.first_start or started
             server, driver = self._lab_server(), start_chromium()
@@ -162,7 +166,8 @@ class BackgroundRuns:
         """Relative path -> Run, or the exception its run raised; once every worker has finished."""
         for thread in self.threads:
             thread.join()
-        TIMINGS["all notebooks, from the first worker's start"] = time.monotonic() - self.first_start
+        if self.first_start:
+            TIMINGS["all notebooks, from the first worker's start"] = time.monotonic() - self.first_start
         missing = [relative for relative in self.pending if relative not in self.results]
         if missing:
             raise RuntimeError(f"no browser ran {missing}") from (self.failures[0] if self.failures else None)
@@ -178,10 +183,10 @@ class BackgroundRuns:
                 kept.page.close()
         finally:
             with self.lock:
-                drivers = list(self.drivers)
+                drivers, working = list(self.drivers), list(self.working)
             for driver in drivers:
                 driver.quit()
-            for thread in self.threads:
+            for thread in working:      # a worker still waiting to start sees `stopping` when it wakes, and returns
                 thread.join(timeout=60)
             if self.server is not None:
                 self.server.stop()
