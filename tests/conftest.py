@@ -54,6 +54,8 @@ def pytest_collection_finish(session):
 
 
 def pytest_sessionfinish(session):
-    for module, stop in ((_module_using(session, "runs"), "stop_runs"), (_module_using(session, "graded"), "stop_grading")):
-        if module is not None:
-            getattr(module, stop)()
+    browser, grading = _module_using(session, "runs"), _module_using(session, "graded")
+    if browser is not None:
+        browser.stop_runs()
+    if grading is not None:
+        grading.stop_grading()

@@ -216,11 +216,9 @@ def _report_timings() -> None:
 
 
 @pytest.fixture(scope="module")
-def runs(request):
-    """Every needed notebook run once: relative path -> Run, or the exception it raised. The first worker may
-    have started early (``start_runs``); here the others join it."""
-    if not BACKGROUND:
-        start_runs(request.session)
+def runs():
+    """Every needed notebook run once: relative path -> Run, or the exception it raised. The first worker started
+    at collection (``start_runs``, from tests/conftest.py); here the others join it."""
     background = BACKGROUND[0]
     for _ in range(WORKERS - len(background.threads)):
         background.add_worker()
