@@ -143,15 +143,68 @@ def test_course_py_installs_each_commands_extras_from_the_lock(tmp_path, monkeyp
     calls = []
     monkeypatch.setattr(course, "STAMP", tmp_path / "stamp.json")
     monkeypatch.setattr(course, "ensure_venv", lambda: Path(sys.executable))
-    monkeypatch.setattr(course.subprocess, "run", lambda args, **kwargs: calls.append(args))
+    monkeypatch.setattr(course, "install", lambda python, project: calls.append(project))
     course.ensure_installed(course.EXTRAS["lab"])
     course.ensure_installed(course.EXTRAS["lab"])          # nothing new to install: no second call
     course.ensure_installed(course.EXTRAS["test"])
-    assert len(calls) == 2
-    for args, extras in zip(calls, ("lab", "instructor,lab,test")):
-        assert args[args.index("-c") + 1] == str(ROOT / course.LOCK)
-        assert args[-2:] == ["-e", f"{ROOT}[{extras}]"]
+    assert calls == [f"{ROOT}[lab]", f"{ROOT}[instructor,lab,test]"]
     assert set(course.EXTRAS["test"]) == set(course.LOCKED_EXTRAS)
+
+
+# `pip config list` as pip prints it: the index from a file, find-links from a file and from PIP_FIND_LINKS.
+PIP_CONFIG_LISTING = """\
+:env:.default-timeout='180'
+:env:.find-links='/opt/wheels'
+global.extra-index-url='file:///opt/pypi/simple\\nfile:///opt/pypi-more/simple'
+global.find-links='/srv/overridden'
+global.index-url='https://mirror.example/simple'
+download.find-links='/srv/other-command'
+"""
+
+
+class FakeRun:
+    """subprocess.run for course.install: records each command; `pip config list` prints PIP_CONFIG_LISTING."""
+
+    def __init__(self, failing: str | None = None):
+        self.calls, self.failing = [], failing
+
+    def __call__(self, args, **kwargs):
+        self.calls.append(args)
+        if self.failing in args:
+            raise subprocess.CalledProcessError(2, args)
+        return subprocess.CompletedProcess(args, 0, stdout=PIP_CONFIG_LISTING if "config" in args else "")
+
+
+def test_uv_gets_pips_indexes_find_links_and_constraints(monkeypatch):
+    monkeypatch.setattr(course.subprocess, "run", FakeRun())
+    assert course.uv_options_from_pip_config(Path("python")) == [
+        "--index-url", "https://mirror.example/simple",
+        "--extra-index-url", "file:///opt/pypi/simple", "--extra-index-url", "file:///opt/pypi-more/simple",
+        "--find-links", "/opt/wheels"]          # PIP_FIND_LINKS over the file's; another command's section ignored
+
+
+def test_install_uses_uv_with_the_lock_and_pips_settings(tmp_path, monkeypatch):
+    run, python, project = FakeRun(), tmp_path / "python", f"{ROOT}[lab]"
+    monkeypatch.setattr(course, "VENV", tmp_path)
+    monkeypatch.setattr(course.subprocess, "run", run)
+    course.install(python, project)
+    get_uv, _config, uv = run.calls
+    assert get_uv[-1] == course.UV
+    assert uv[:4] == [str(python), "-m", "uv", "pip"] and "--compile-bytecode" in uv
+    assert uv[-4:] == ["-c", str(ROOT / course.LOCK), "-e", project]
+    assert uv[uv.index("--find-links") + 1] == "/opt/wheels"
+    assert list(tmp_path.iterdir()) == [], "uv's cache is removed"
+
+
+@pytest.mark.parametrize("failing", [course.UV, "uv"])
+def test_install_falls_back_to_pip_when_uv_cannot_install(tmp_path, monkeypatch, failing):
+    run, python, project = FakeRun(failing), tmp_path / "python", f"{ROOT}[lab]"
+    monkeypatch.setattr(course, "VENV", tmp_path)
+    monkeypatch.setattr(course.subprocess, "run", run)
+    course.install(python, project)
+    assert run.calls[-1] == [str(python), "-m", "pip", "install", "--quiet", "-c", str(ROOT / course.LOCK),
+                             "-e", project]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_library_imports_without_jupyter_or_the_test_tools():
