@@ -4,10 +4,12 @@ tests/test_bad_input.py starts this script once. It imports the command line (an
 request, one JSON line on stdin, it forks a child that caps its address space (RLIMIT_AS), sends its stdout and
 stderr to files, calls ``course_lib.__main__.main(argv)`` exactly as ``python -m course_lib`` does (an uncaught
 exception prints its traceback and exits 1) and exits with its status. The child is killed with SIGKILL when
-it outlives its time limit, or at ``kill_after`` seconds when asked (the kill tests). The answer is one JSON
-line: status (None if killed), killed, seconds, stdout, stderr.
+it outlives its time limit, or at ``kill_after`` seconds when asked (the kill tests), counted from the start or,
+with ``kill_after_change_of``, from the moment that file first changes. The answer is one JSON line: status (None
+if killed), killed, seconds, stdout, stderr.
 
-    {"argv": [...], "cwd": DIR, "memory_cap": BYTES, "time_limit": S, "kill_after": S or null}
+    {"argv": [...], "cwd": DIR, "memory_cap": BYTES, "time_limit": S, "kill_after": S or null,
+     "kill_after_change_of": PATH or null}
 """
 from __future__ import annotations
 
@@ -60,19 +62,36 @@ def _child(request: dict, stdout_path: str, stderr_path: str) -> None:
         os._exit(status if isinstance(status, int) else 1)
 
 
+def _identity(path: str | None):
+    """(inode, modification time) of path, None when it is absent: an atomic replace changes both."""
+    try:
+        status = os.stat(path) if path else None
+    except FileNotFoundError:
+        return None
+    return status and (status.st_ino, status.st_mtime_ns)
+
+
 def run(request: dict, folder: str) -> dict:
     stdout_path, stderr_path = os.path.join(folder, "stdout"), os.path.join(folder, "stderr")
+    # kill_after counts from the start, or with kill_after_change_of from the moment that file first changes
+    # (the run's first checkpoint: a loaded machine's slow start-up then cannot use up every kill).
+    watched, kill_after = request.get("kill_after_change_of"), request.get("kill_after")
+    before = _identity(watched)
     sys.stdout.flush()
     start = time.perf_counter()
     pid = os.fork()
     if pid == 0:
         _child(request, stdout_path, stderr_path)
-    deadline = start + (request.get("kill_after") or request["time_limit"])
+    limit = start + request["time_limit"]
+    kill_at = start + kill_after if kill_after and not watched else None
     while True:
         done, wait_status = os.waitpid(pid, os.WNOHANG)
         if done:
             break
-        if time.perf_counter() > deadline:
+        now = time.perf_counter()
+        if watched and kill_at is None and _identity(watched) != before:
+            kill_at = now + kill_after
+        if now > limit or (kill_at is not None and now > kill_at):
             os.kill(pid, signal.SIGKILL)
             _, wait_status = os.waitpid(pid, 0)
             break

@@ -295,9 +295,10 @@ class Worker:
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                         env={**os.environ, "OMP_NUM_THREADS": "1"})
 
-    def run(self, argv: list[str], cwd: Path, kill_after: float | None = None) -> dict:
+    def run(self, argv: list[str], cwd: Path, kill_after: float | None = None,
+            kill_after_change_of: Path | None = None) -> dict:
         request = {"argv": argv, "cwd": str(cwd), "memory_cap": MEMORY_CAP, "time_limit": TIME_LIMIT,
-                   "kill_after": kill_after}
+                   "kill_after": kill_after, "kill_after_change_of": kill_after_change_of and str(kill_after_change_of)}
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
         return json.loads(self.process.stdout.readline())
@@ -398,9 +399,10 @@ TINY = ["--batch-size", "4", "--base-channels", "8", "--channel-mults", "1", "--
 
 
 def test_training_killed_at_random_moments_leaves_a_loadable_checkpoint(worker, tmp_path):
-    """A tiny run that saves after every step, killed with SIGKILL KILLS times at seeded random moments: each time
-    the folder holds model.pt alone (no temporary), loadable, either the previous checkpoint byte for byte or a
-    later one, and training resumes from it."""
+    """A tiny run that saves after every step, killed with SIGKILL KILLS times at seeded random moments after its
+    first new checkpoint (the writes then come every few milliseconds): each time the folder holds model.pt alone
+    (no temporary), loadable, either the previous checkpoint byte for byte or a later one, and training resumes
+    from it."""
     out, moments = tmp_path / "model.pt", random.Random(16)
     first = worker.run(["train", "--out", str(out), "--steps", "1", *TINY], cwd=tmp_path)
     assert first["status"] == 0, first["stderr"]
@@ -408,13 +410,13 @@ def test_training_killed_at_random_moments_leaves_a_loadable_checkpoint(worker, 
     for _ in range(KILLS):
         previous = out.read_bytes()
         result = worker.run(["train", "--out", str(out), "--resume", "--steps", "1000000", *TINY], cwd=tmp_path,
-                            kill_after=moments.uniform(0.3, 1.2))   # start-up takes ~0.3 s
+                            kill_after=moments.uniform(0.0, 0.9), kill_after_change_of=out)
         assert result["killed"], result["stderr"][-500:]
         assert [path.name for path in tmp_path.iterdir()] == ["model.pt"]
         steps.append(read_checkpoint(out)["step"])
         assert steps[-1] > steps[-2] or out.read_bytes() == previous
         load_checkpoint(out)
-    assert steps[-1] > steps[0] + KILLS, f"the kills came before training got going: steps {steps}"
+    assert steps[-1] >= steps[0] + KILLS, f"a run was killed before its first checkpoint: steps {steps}"
 
 
 def test_procedural_writes_its_files_as_a_set(monkeypatch, tmp_path):
