@@ -93,8 +93,9 @@ def install(python: Path, project: str) -> None:
     """Install ``project`` (editable) and its locked dependencies into the virtual environment.
 
     uv resolves, downloads, unpacks and compiles in parallel: the first install took 59 s where pip took
-    107-110 s on a 2-core machine. It is given pip's own settings (indexes, find-links, constraints), so it installs what pip
-    would (the local CPU torch, say) and keeps what is already installed. Where uv cannot install, pip does.
+    107-110 s on a 2-core machine. It is given pip's own settings (indexes, find-links, constraints), so it
+    installs what pip would (the local CPU torch, say) and keeps what is already installed. Where uv cannot
+    install, pip does.
     """
     pip = [str(python), "-m", "pip"]
     try:
