@@ -400,23 +400,21 @@ TINY = ["--batch-size", "4", "--base-channels", "8", "--channel-mults", "1", "--
 
 def test_training_killed_at_random_moments_leaves_a_loadable_checkpoint(worker, tmp_path):
     """A tiny run that saves after every step, killed with SIGKILL KILLS times at seeded random moments after its
-    first new checkpoint (the writes then come every few milliseconds): each time the folder holds model.pt alone
-    (no temporary), loadable, either the previous checkpoint byte for byte or a later one, and training resumes
-    from it."""
+    first new checkpoint (after it a checkpoint is written every few milliseconds, so a kill can land inside a
+    write): each time the folder holds model.pt alone (no temporary), a later checkpoint than before that loads,
+    and training resumes from it."""
     out, moments = tmp_path / "model.pt", random.Random(16)
     first = worker.run(["train", "--out", str(out), "--steps", "1", *TINY], cwd=tmp_path)
     assert first["status"] == 0, first["stderr"]
     steps = [read_checkpoint(out)["step"]]
     for _ in range(KILLS):
-        previous = out.read_bytes()
         result = worker.run(["train", "--out", str(out), "--resume", "--steps", "1000000", *TINY], cwd=tmp_path,
                             kill_after=moments.uniform(0.0, 0.9), kill_after_change_of=out)
         assert result["killed"], result["stderr"][-500:]
         assert [path.name for path in tmp_path.iterdir()] == ["model.pt"]
         steps.append(read_checkpoint(out)["step"])
-        assert steps[-1] > steps[-2] or out.read_bytes() == previous
+        assert steps[-1] > steps[-2], f"no new checkpoint before the kill: steps {steps}"
         load_checkpoint(out)
-    assert steps[-1] >= steps[0] + KILLS, f"a run was killed before its first checkpoint: steps {steps}"
 
 
 def test_procedural_writes_its_files_as_a_set(monkeypatch, tmp_path):
