@@ -243,6 +243,7 @@ def execute_solutions(solutions_dir: Path, names: list[str] | None = None, timeo
     """
     from nbclient import NotebookClient
 
+    from .grading import sliced_polling_config
     from .stored_outputs import KERNELSPEC, freeze_widgets
 
     paths = sorted(Path(solutions_dir).glob(NOTEBOOK_GLOB))
@@ -253,7 +254,7 @@ def execute_solutions(solutions_dir: Path, names: list[str] | None = None, timeo
     for path in paths:
         print(f"executing {path} ...", flush=True)
         notebook = read_notebook(path)
-        NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+        NotebookClient(notebook, timeout=timeout, kernel_name="python3", config=sliced_polling_config(),
                        resources={"metadata": {"path": str(path.parent)}}).execute()
         freeze_widgets(notebook)
         notebook.metadata.pop("widgets", None)

@@ -7,7 +7,9 @@ ZeroMQ socket signals new messages through an edge-triggered file descriptor, so
 is missed leaves the message unread until the poll times out. Polling in slices of
 ``POLL_SLICE`` seconds asks the socket again each time, so such a message is read at the next
 slice. nbgrader_config.py installs this client with
-``c.AsyncKernelManager.client_class = "course_lib.grading.SlicedPollingKernelClient"``.
+``c.AsyncKernelManager.client_class = "course_lib.grading.SlicedPollingKernelClient"``, and
+``build-notebooks --execute`` gives nbclient ``sliced_polling_config()`` (the same wait once sat out a
+plain nbclient run of notebook 06 for its whole 900 s timeout).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from queue import Empty
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.channels import AsyncZMQSocketChannel
 from traitlets import Type
+from traitlets.config import Config
 
 POLL_SLICE = 1.0   # seconds
 
@@ -37,3 +40,10 @@ class SlicedPollingKernelClient(AsyncKernelClient):
     shell_channel_class = Type(SlicedPollingChannel)
     iopub_channel_class = Type(SlicedPollingChannel)
     control_channel_class = Type(SlicedPollingChannel)
+
+
+def sliced_polling_config() -> Config:
+    """Configuration under which an AsyncKernelManager (nbclient's, nbgrader's) hands out SlicedPollingKernelClient."""
+    config = Config()
+    config.AsyncKernelManager.client_class = f"{__name__}.SlicedPollingKernelClient"
+    return config

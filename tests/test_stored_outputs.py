@@ -2,10 +2,12 @@
 import re
 from pathlib import Path
 
+import nbclient
 import nbformat
 import pytest
 
 from course_lib.authoring import NOTEBOOK_GLOB, execute_solutions
+from course_lib.grading import SlicedPollingKernelClient
 from course_lib.stored_outputs import KERNELSPEC, WIDGET_STATE, WIDGET_VIEW, freeze_widgets, stored_output_problems
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,6 +102,18 @@ def test_rate_axes_start_at_zero(path):
         if cell.cell_type == "code" and ".plot(" in cell.source and RATE.search(cell.source):
             assert re.search(r"ylim=\(0|set_ylim\(0|set_ylim\(bottom=0", cell.source), \
                 f"{path.name} cell {index} plots a rate without starting its axis at 0"
+
+
+def test_execute_solutions_waits_for_kernel_messages_in_slices(tmp_path, monkeypatch):
+    """nbclient's one long wait for a reply can miss its wakeup (course_lib.grading): the build polls in slices."""
+    managers, create = [], nbclient.NotebookClient.create_kernel_manager
+    monkeypatch.setattr(nbclient.NotebookClient, "create_kernel_manager",
+                        lambda client: managers.append(create(client)) or managers[-1])
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
+    nbformat.write(notebook, tmp_path / "01_tiny.ipynb")
+    execute_solutions(tmp_path, ["01"], timeout=120)
+    assert [manager.client_factory for manager in managers] == [SlicedPollingKernelClient]
+    assert nbformat.read(tmp_path / "01_tiny.ipynb", as_version=4).cells[0].outputs[0]["text"] == "42\n"
 
 
 def test_execute_solutions_freezes_an_interact_and_a_progress_bar(tmp_path):
