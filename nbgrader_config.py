@@ -5,6 +5,7 @@ instructor notebooks where they are and writes release/, submitted/, autograded/
 gradebook.db beside them (all ignored by git).
 """
 from course_lib.authoring import MARKDOWN_PROMPT, STUB
+from course_lib.grading import sliced_polling_config
 
 c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
 
@@ -16,4 +17,4 @@ c.ClearSolutions.text_stub = MARKDOWN_PROMPT
 c.Execute.timeout = 300
 # Wait for kernel messages in 1 s slices: a missed wakeup then costs at most a second instead of
 # the whole per-cell timeout (see course_lib/grading.py).
-c.AsyncKernelManager.client_class = "course_lib.grading.SlicedPollingKernelClient"
+c.merge(sliced_polling_config())

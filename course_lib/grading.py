@@ -6,10 +6,9 @@ waits for a cell's reply with one ``socket.poll(timeout)`` on jupyter_client's a
 ZeroMQ socket signals new messages through an edge-triggered file descriptor, so a wakeup that
 is missed leaves the message unread until the poll times out. Polling in slices of
 ``POLL_SLICE`` seconds asks the socket again each time, so such a message is read at the next
-slice. nbgrader_config.py installs this client with
-``c.AsyncKernelManager.client_class = "course_lib.grading.SlicedPollingKernelClient"``, and
-``build-notebooks --execute`` gives nbclient ``sliced_polling_config()`` (the same wait once sat out a
-plain nbclient run of notebook 06 for its whole 900 s timeout).
+slice. ``sliced_polling_config()`` installs this client: nbgrader_config.py merges it, and
+``build-notebooks --execute`` gives it to nbclient (the same wait once sat out a plain nbclient run of
+notebook 06 for its whole 900 s timeout).
 """
 from __future__ import annotations
 

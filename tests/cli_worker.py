@@ -62,13 +62,13 @@ def _child(request: dict, stdout_path: str, stderr_path: str) -> None:
         os._exit(status if isinstance(status, int) else 1)
 
 
-def _identity(path: str | None):
+def _identity(path: str):
     """(inode, modification time) of path, None when it is absent: an atomic replace changes both."""
     try:
-        status = os.stat(path) if path else None
+        status = os.stat(path)
     except FileNotFoundError:
         return None
-    return status and (status.st_ino, status.st_mtime_ns)
+    return status.st_ino, status.st_mtime_ns
 
 
 def run(request: dict, folder: str) -> dict:
@@ -76,7 +76,7 @@ def run(request: dict, folder: str) -> dict:
     # kill_after counts from the start, or with kill_after_change_of from the moment that file first changes
     # (the run's first checkpoint: a loaded machine's slow start-up then cannot use up every kill).
     watched, kill_after = request.get("kill_after_change_of"), request.get("kill_after")
-    before = _identity(watched)
+    before = _identity(watched) if watched else None
     sys.stdout.flush()
     start = time.perf_counter()
     pid = os.fork()
