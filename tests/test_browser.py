@@ -99,8 +99,8 @@ class BackgroundRuns:
 
     One JupyterLab serves a private copy of the course. Each browser keeps one JupyterLab page and opens its
     notebooks in it one after another, longest first, so that no long notebook starts last. Notebook 01's
-    student copy stays open for the slider and exercise tests; the others are closed (kernel shut down) as soon
-    as they have been looked at. ``add_worker`` may be called while others work; ``result`` waits for them all.
+    student copy stays open for the slider and exercise tests; the others are closed as soon as they have been
+    looked at (their kernels shut down while the next notebook runs; each worker checks the shutdowns at its end). ``add_worker`` may be called while others work; ``result`` waits for them all.
     """
 
     def __init__(self, notebooks: list[str]):
@@ -109,6 +109,7 @@ class BackgroundRuns:
         self.pending = sorted(notebooks, key=_stored_seconds)     # popped from the end: longest first
         self.results: dict[str, Run | Exception] = {}
         self.failures: list[Exception] = []
+        self.shutdown_failures: list[Exception] = []
         self.server: LabServer | None = None
         self.drivers, self.threads, self.working = [], [], []
         self.lock = threading.Lock()
@@ -161,6 +162,10 @@ class BackgroundRuns:
             self.results[relative] = run
             if relative != STUDENT_01:
                 run.page.close()
+        try:
+            LabPage(driver, server).wait_for_shutdowns()
+        except Exception as error:          # raised by ``result``: a kernel that would not shut down
+            self.shutdown_failures.append(error)
 
     def result(self) -> dict:
         """Relative path -> Run, or the exception its run raised; once every worker has finished."""
@@ -171,6 +176,8 @@ class BackgroundRuns:
         missing = [relative for relative in self.pending if relative not in self.results]
         if missing:
             raise RuntimeError(f"no browser ran {missing}") from (self.failures[0] if self.failures else None)
+        if self.shutdown_failures:
+            raise self.shutdown_failures[0]
         return self.results
 
     def stop(self) -> None:
@@ -181,6 +188,7 @@ class BackgroundRuns:
         try:
             if isinstance(kept, Run):
                 kept.page.close()
+                kept.page.wait_for_shutdowns()
         finally:
             with self.lock:
                 drivers, working = list(self.drivers), list(self.working)
