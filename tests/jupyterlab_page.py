@@ -28,6 +28,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 TOKEN = "course-browser-test"
 START_SECONDS = 180
+# After a scroll, before a screenshot: the jump is instant (no smooth scrolling); this only lets a frame be drawn.
+# Every pause here holds a core idle, about ten times per notebook.
+SCROLL_SETTLE = 0.1
 # Settings of this test server only (a private user-settings folder): every cell stays in the page, so widgets
 # and outputs render whether scrolled into view or not; no autosave, so a run never asks to save.
 TEST_SETTINGS = {
@@ -277,7 +280,7 @@ class LabPage:
     def screenshot_of_cell(self, index: int, path: Path) -> Path:
         """The page with cell ``index`` scrolled to the middle of the view."""
         self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", self._cell_node(index))
-        time.sleep(0.3)
+        time.sleep(SCROLL_SETTLE)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.driver.save_screenshot(str(path))
         return path
@@ -288,7 +291,7 @@ class LabPage:
             _CURRENT + "if (!panel) return; const cells = panel.content.widgets;"
             "const index = Math.round((cells.length - 1) * arguments[0]);"
             "cells[index].node.scrollIntoView({block: arguments[0] >= 1 ? 'end' : 'start'});", fraction)
-        time.sleep(0.3)
+        time.sleep(SCROLL_SETTLE)
 
     def screenshots(self, folder: Path, stem: str) -> list[Path]:
         """The notebook at its top, middle and end, as PNG files in ``folder``."""
