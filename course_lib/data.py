@@ -13,6 +13,7 @@ its batches for as many epochs as wanted.
 """
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,16 +65,25 @@ def split_indices(n: int, split: str, test_fraction: float = 0.2, seed: int = 0)
     return order[:n_test] if split == "test" else order[n_test:]
 
 
+def digits_file() -> Path:
+    """scikit-learn's copy of the UCI handwritten digits, sklearn/datasets/data/digits.csv.gz: one digit per row,
+    its 64 pixels (0..16, row by row) and then its label. ``sklearn.datasets.load_digits`` reads this file; it is
+    found here without importing scikit-learn, whose import (with SciPy's) takes about 2 s in every kernel, test
+    worker and training process that loads the digits."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("the digits ship with scikit-learn: pip install scikit-learn")
+    return Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+
+
 def load_digits(split: str = "train", seed: int = 0) -> ImageDataset:
     """scikit-learn's 1,797 digits, 8x8 grayscale with 17 grey levels, as (N, 1, 8, 8) in [-1, 1].
 
     split: "train" (80 %), "test" (20 %) or "all"; the split is fixed by ``seed``.
     """
-    from sklearn.datasets import load_digits as sklearn_digits
-
-    raw = sklearn_digits()
-    images = torch.as_tensor(raw.images, dtype=torch.float32)[:, None] / 16.0 * 2 - 1
-    labels = torch.as_tensor(raw.target, dtype=torch.int64)
+    raw = np.loadtxt(digits_file(), delimiter=",")
+    images = torch.as_tensor(raw[:, :-1].reshape(-1, 1, 8, 8), dtype=torch.float32) / 16.0 * 2 - 1
+    labels = torch.as_tensor(raw[:, -1], dtype=torch.int64)
     keep = split_indices(len(labels), split, seed=seed)
     return ImageDataset(images[keep], labels[keep], tuple(str(d) for d in range(10)))
 

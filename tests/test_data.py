@@ -1,6 +1,8 @@
 """Datasets: digits offline, IDX files (raw and gzip) and picture folders written by the tests themselves."""
 import gzip
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -41,6 +43,19 @@ def test_digits_shapes_range_and_split():
     # train and test are disjoint: no test image appears among the training images (as an index set)
     train_idx, test_idx = data.split_indices(1797, "train"), data.split_indices(1797, "test")
     assert not set(train_idx.tolist()) & set(test_idx.tolist())
+
+
+def test_digits_are_scikit_learns_read_without_importing_it():
+    script = ("import sys; from course_lib import data; digits = data.load_digits('all'); "
+              "print(digits.images.sum().item(), 'sklearn' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[1] == "False", "loading the digits imported scikit-learn"
+    from sklearn.datasets import load_digits
+    raw = load_digits()
+    everything = data.load_digits("all")
+    assert torch.equal(everything.images, torch.as_tensor(raw.images, dtype=torch.float32)[:, None] / 16 * 2 - 1)
+    assert torch.equal(everything.labels, torch.as_tensor(raw.target))
 
 
 def test_digits_split_is_deterministic_and_depends_on_seed():
