@@ -118,6 +118,16 @@ def start_chromium(width: int = 1400, height: int = 1000):
 
 # JavaScript run in the page. `app` is JupyterLab's application (window.jupyterapp).
 _CURRENT = "const panel = window.coursePanel;"    # set by LabPage.open and LabPage.focus: the notebook in use
+# Widget views are built after the kernel's messages have arrived, each into its output (empty until then): done
+# when every output shows something (a view, or its error) and every interact shows its output. The wait for it
+# ends there, or after WIDGET_SETTLE seconds.
+WIDGET_SETTLE = 3.0
+_WIDGETS_DRAWN = _CURRENT + """
+const node = panel.content.node;
+return Array.from(node.querySelectorAll('.jp-OutputArea-output')).every(output => output.childElementCount > 0)
+    && Array.from(node.querySelectorAll('.widget-interact'))
+           .every(interact => interact.querySelector('.widget-output .jp-OutputArea-child'));
+"""
 # The panel of the notebook at arguments[0] (found by its path: several notebooks share the page).
 _PANEL_OF_PATH = ("const app = window.jupyterapp;"
                   "const panel = Array.from(app.shell.widgets('main')).find(w => w.context && w.context.path === arguments[0]);")
@@ -208,13 +218,18 @@ class LabPage:
         return time.monotonic() - start
 
     def wait_idle(self, timeout: float = 300) -> None:
-        """Until the kernel is idle and no cell is queued or running (a settle for widgets to draw)."""
+        """Until the kernel is idle and no cell is queued or running, then until the widgets have drawn."""
+        from selenium.common.exceptions import TimeoutException
         from selenium.webdriver.support.ui import WebDriverWait
 
         WebDriverWait(self.driver, timeout, poll_frequency=0.5).until(lambda d: d.execute_script(
             _CURRENT + "return panel.sessionContext.session.kernel.status === 'idle' && Array.from("
             "panel.content.node.querySelectorAll('.jp-InputArea-prompt')).every(p => !p.textContent.includes('*'));"))
-        time.sleep(1.0)
+        try:
+            WebDriverWait(self.driver, WIDGET_SETTLE, poll_frequency=0.1).until(
+                lambda d: d.execute_script(_WIDGETS_DRAWN))
+        except TimeoutException:
+            pass        # a widget that never draws is reported by the tests that read the page
 
     def cells(self) -> list[dict]:
         return self.driver.execute_script(_CELLS)
