@@ -22,10 +22,9 @@ import tempfile
 import time
 import traceback
 
-# Imported once here, the children inherit them: torch (and the _dynamo that its optimizers import),
-# scikit-learn's digits and the notebook tools take seconds to import on a busy machine.
+# Imported once here, the children inherit them: torch (and the _dynamo that its optimizers import) and the
+# notebook tools take seconds to import on a busy machine.
 import nbclient  # noqa: F401
-import sklearn.datasets  # noqa: F401
 import torch  # noqa: F401
 import torch._dynamo  # noqa: F401
 

@@ -100,7 +100,8 @@ class BackgroundRuns:
     One JupyterLab serves a private copy of the course. Each browser keeps one JupyterLab page and opens its
     notebooks in it one after another, longest first, so that no long notebook starts last. Notebook 01's
     student copy stays open for the slider and exercise tests; the others are closed as soon as they have been
-    looked at (their kernels shut down while the next notebook runs; each worker checks the shutdowns at its end). ``add_worker`` may be called while others work; ``result`` waits for them all.
+    looked at (their kernels shut down while the next notebook runs; each worker checks the shutdowns at its
+    end). ``add_worker`` may be called while others work; ``result`` waits for them all.
     """
 
     def __init__(self, notebooks: list[str]):
