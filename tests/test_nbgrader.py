@@ -111,7 +111,7 @@ def grade(base: Path, graders: list) -> dict:
     """Make two course directories in ``base``, hand in the submissions, autograde both side by side (their
     processes go into ``graders`` as they start, for ``stop_grading``); return what the tests read."""
     first = make_course(base / "a")
-    courses = first, Path(shutil.copytree(first, base / "b"))     # the same generated course: generate it once
+    courses = first, shutil.copytree(first, base / "b")     # the same generated course: generate it once
     solutions = {name: nbformat.read(ROOT / "solutions" / name, as_version=4) for name in NOTEBOOKS}
     carol, wrong_id = with_wrong_first_exercise(solutions[WRONG_NOTEBOOK])
     # Two graders run side by side, one per course, each with about half of the work: alice's 01 and 02 with
