@@ -1,5 +1,6 @@
 """The set-up files agree: pyproject, the lock constraints.txt, environment.yml, course.py, README and CI."""
 import importlib.metadata
+import os
 import re
 import subprocess
 import sys
@@ -190,10 +191,26 @@ def test_install_uses_uv_with_the_lock_and_pips_settings(tmp_path, monkeypatch):
     course.install(python, project)
     get_uv, _config, uv = run.calls
     assert get_uv[-1] == course.UV
-    assert uv[:4] == [str(python), "-m", "uv", "pip"] and "--compile-bytecode" in uv
+    assert uv[:4] == [str(python), "-m", "uv", "pip"]
     assert uv[-4:] == ["-c", str(ROOT / course.LOCK), "-e", project]
     assert uv[uv.index("--find-links") + 1] == "/opt/wheels"
     assert list(tmp_path.iterdir()) == [], "uv's cache is removed"
+
+
+@pytest.mark.parametrize("command", ["lab", "test"])
+def test_commands_keep_the_bytecode_that_the_install_leaves_to_the_first_import(tmp_path, monkeypatch, command):
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    env = course.command_environment(command)
+    assert "PYTHONDONTWRITEBYTECODE" not in env and env["PATH"] == os.environ["PATH"]
+    assert env.get("OMP_NUM_THREADS") == ("1" if command == "test" else None)
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert course.command_environment("test")["OMP_NUM_THREADS"] == "4", "a thread count the user set is kept"
+    # and the child really writes bytecode: a module imported under that environment leaves its .pyc
+    module = tmp_path / "course_bytecode_probe.py"
+    module.write_text("VALUE = 1\n")
+    subprocess.run([sys.executable, "-c", "import course_bytecode_probe"], cwd=module.parent, env=env, check=True)
+    assert list((module.parent / "__pycache__").glob("course_bytecode_probe.*.pyc"))
 
 
 @pytest.mark.parametrize("failing", [course.UV, "uv"])
